@@ -1,0 +1,548 @@
+//! In-backend tests: every status path and every error SQLSTATE, through the SQL surface.
+//!
+//! Each test runs in one transaction that is rolled back, so anything that needs a commit
+//! (notifications, races between sessions) is tested from real client connections in `tests/`.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    extension_sql!(
+        r#"
+    -- The SQLSTATE a statement raises, or NULL; PL/pgSQL runs it in a subtransaction.
+    CREATE FUNCTION tests.sqlstate_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
+    BEGIN
+        EXECUTE statement;
+        RETURN NULL;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN SQLSTATE;
+    END
+    $$;
+
+    -- Everything stored about every barrier, as one value: equal before and after a failed call
+    -- means the call changed nothing.
+    -- SECURITY DEFINER so that tests running as unprivileged roles can take it too.
+    CREATE FUNCTION tests.state_fingerprint() RETURNS text LANGUAGE sql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+        SELECT pg_catalog.md5(pg_catalog.concat(
+            (SELECT pg_catalog.string_agg(b::text, ',' ORDER BY b.id) FROM barrier_internal.barrier b),
+            (SELECT pg_catalog.string_agg(s::text, ',' ORDER BY s.id) FROM barrier_internal.barrier_spec s),
+            (SELECT pg_catalog.string_agg(r::text, ',' ORDER BY r.barrier_id, r.slot)
+               FROM barrier_internal.result r)))
+    $$;
+    "#,
+        name = "test_helpers",
+        requires = ["state_tables"]
+    );
+
+    fn text(sql: &str) -> Option<String> {
+        Spi::get_one::<String>(sql).expect("query failed")
+    }
+
+    fn int(sql: &str) -> Option<i64> {
+        Spi::get_one::<i64>(sql).expect("query failed")
+    }
+
+    fn boolean(sql: &str) -> bool {
+        Spi::get_one::<bool>(sql)
+            .expect("query failed")
+            .expect("NULL boolean")
+    }
+
+    /// One `barrier_decr` call: (status, remaining, results as text, callback as text).
+    fn decr(args: &str) -> (String, Option<i32>, Option<String>, Option<String>) {
+        let sql = format!(
+            "SELECT status, remaining, results::text, callback::text FROM barrier_decr({args})"
+        );
+        Spi::connect_mut(|client| {
+            let table = client.update(sql.as_str(), None, &[])?;
+            let row = table.first();
+            Ok::<_, pgrx::spi::SpiError>((
+                row.get::<String>(1)?.expect("status is never NULL"),
+                row.get::<i32>(2)?,
+                row.get::<String>(3)?,
+                row.get::<String>(4)?,
+            ))
+        })
+        .expect("barrier_decr failed")
+    }
+
+    fn status_of(id: &str) -> Option<String> {
+        text(&format!("SELECT status FROM barrier_status('{id}')"))
+    }
+
+    /// Asserts that `statement` fails with `sqlstate` and leaves every barrier as it was.
+    #[track_caller]
+    fn assert_fails(statement: &str, sqlstate: &str) {
+        let before = text("SELECT tests.state_fingerprint()");
+        let got =
+            Spi::get_one_with_args::<String>("SELECT tests.sqlstate_of($1)", &[statement.into()])
+                .expect("sqlstate_of failed");
+        assert_eq!(got.as_deref(), Some(sqlstate), "SQLSTATE of {statement}");
+        assert_eq!(
+            text("SELECT tests.state_fingerprint()"),
+            before,
+            "{statement} changed state"
+        );
+    }
+
+    #[pg_test]
+    fn extension_is_installed_and_trusted() {
+        assert!(boolean(
+            "SELECT trusted FROM pg_available_extension_versions \
+              WHERE name = 'pg_barrier' AND version = '0.1.0'"
+        ));
+        // Ordinary roles get nothing on the state tables.
+        assert!(!boolean(
+            "SELECT pg_catalog.has_schema_privilege('public', 'barrier_internal', 'USAGE')"
+        ));
+        for table in ["barrier", "barrier_spec", "result"] {
+            assert!(!boolean(&format!(
+                "SELECT pg_catalog.has_table_privilege('public', 'barrier_internal.{table}', \
+                 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')"
+            )));
+        }
+        // Every function pins its search_path.
+        assert_eq!(
+            int(
+                "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid \
+                  JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'pg_barrier' \
+                 WHERE p.proname LIKE 'barrier\\_%' \
+                   AND NOT coalesce(p.proconfig @> '{\"search_path=pg_catalog, pg_temp\"}', false)"
+            ),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn unslotted_barrier_completes_once_with_results_in_arrival_order() {
+        assert_eq!(
+            text("SELECT barrier_enqueue('u', 3, '{\"task\": \"merge\"}')").as_deref(),
+            Some("pending")
+        );
+        assert_eq!(
+            decr("'u', '\"a\"'"),
+            ("pending".into(), Some(2), None, None)
+        );
+        assert_eq!(decr("'u'"), ("pending".into(), Some(1), None, None));
+        assert_eq!(
+            text("SELECT barrier_results('u')::text").as_deref(),
+            Some(r#"["a", null]"#)
+        );
+        assert_eq!(
+            decr("'u', '{\"n\": 3}'"),
+            (
+                "complete".into(),
+                Some(0),
+                Some(r#"["a", null, {"n": 3}]"#.into()),
+                Some(r#"{"task": "merge"}"#.into())
+            )
+        );
+        assert_eq!(
+            decr("'u', '4'"),
+            ("already_complete".into(), Some(0), None, None)
+        );
+        assert_eq!(status_of("u").as_deref(), Some("complete"));
+        assert!(boolean(
+            "SELECT finished_at IS NOT NULL FROM barrier_status('u')"
+        ));
+        // The completed barrier keeps its results for readers.
+        assert_eq!(
+            text("SELECT barrier_results('u')::text").as_deref(),
+            Some(r#"["a", null, {"n": 3}]"#)
+        );
+    }
+
+    #[pg_test]
+    fn slotted_barrier_orders_by_slot_and_ignores_duplicates() {
+        assert_eq!(
+            text("SELECT barrier_enqueue('s', 3)").as_deref(),
+            Some("pending")
+        );
+        assert_eq!(
+            decr("'s', '\"two\"', 2"),
+            ("pending".into(), Some(2), None, None)
+        );
+        assert_eq!(
+            decr("'s', '\"again\"', 2"),
+            ("duplicate".into(), Some(2), None, None)
+        );
+        assert_eq!(
+            decr("'s', NULL, 0"),
+            ("pending".into(), Some(1), None, None)
+        );
+        // A duplicate keeps the first result.
+        assert_eq!(
+            text("SELECT barrier_results('s')::text").as_deref(),
+            Some(r#"[null, "two"]"#)
+        );
+        assert_eq!(
+            decr("'s', '1.50', 1"),
+            (
+                "complete".into(),
+                Some(0),
+                Some(r#"[null, 1.50, "two"]"#.into()),
+                None
+            )
+        );
+        assert_eq!(
+            decr("'s', '\"late\"', 1"),
+            ("already_complete".into(), Some(0), None, None)
+        );
+    }
+
+    #[pg_test]
+    fn results_are_passed_through_without_loss() {
+        // Values a serde round trip would change: huge and very precise numbers, key order, unicode.
+        let value = r#"{"b": 1e400, "a": 123456789012345678901234567890.000000000000000000001, "é": "\u00e9 'q' \"q\""}"#;
+        Spi::run_with_args("SELECT barrier_enqueue('p', 1, $1::jsonb)", &[value.into()]).unwrap();
+        let (status, _, results, callback) =
+            decr(&format!("'p', '{}'::jsonb", value.replace('\'', "''")));
+        assert_eq!(status, "complete");
+        let stored = text(&format!(
+            "SELECT '{}'::jsonb::text",
+            value.replace('\'', "''")
+        ))
+        .unwrap();
+        assert_eq!(results, Some(format!("[{stored}]")));
+        assert_eq!(callback, Some(stored));
+    }
+
+    #[pg_test]
+    fn empty_fan_in_completes_at_once() {
+        assert_eq!(
+            text("SELECT barrier_enqueue('e', 0)").as_deref(),
+            Some("complete")
+        );
+        assert_eq!(status_of("e").as_deref(), Some("complete"));
+        assert_eq!(
+            text("SELECT barrier_results('e')::text").as_deref(),
+            Some("[]")
+        );
+        assert_eq!(
+            decr("'e'"),
+            ("already_complete".into(), Some(0), None, None)
+        );
+    }
+
+    #[pg_test]
+    fn unknown_barriers() {
+        assert_eq!(decr("'nope'"), ("unknown".into(), None, None, None));
+        assert_eq!(
+            text("SELECT barrier_abort('nope')").as_deref(),
+            Some("unknown")
+        );
+        assert_eq!(int("SELECT count(*) FROM barrier_status('nope')"), Some(0));
+        assert_eq!(text("SELECT barrier_results('nope')::text"), None);
+    }
+
+    #[pg_test]
+    fn abort_frees_results_and_leaves_a_tombstone() {
+        Spi::run("SELECT barrier_enqueue('a', 2)").unwrap();
+        decr("'a', '\"kept until abort\"', 0");
+        assert_eq!(
+            text("SELECT barrier_abort('a', 'upstream failed')").as_deref(),
+            Some("aborted")
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_internal.result WHERE barrier_id = 'a'"),
+            Some(0)
+        );
+        assert_eq!(text("SELECT barrier_results('a')::text"), None);
+        assert_eq!(
+            text("SELECT status || ':' || reason FROM barrier_status('a')").as_deref(),
+            Some("aborted:upstream failed")
+        );
+        assert_eq!(
+            decr("'a', NULL, 1"),
+            ("aborted".into(), Some(1), None, None)
+        );
+        assert_eq!(
+            text("SELECT barrier_abort('a')").as_deref(),
+            Some("already_aborted")
+        );
+
+        Spi::run("SELECT barrier_enqueue('done', 1)").unwrap();
+        decr("'done'");
+        assert_eq!(
+            text("SELECT barrier_abort('done')").as_deref(),
+            Some("already_complete")
+        );
+        assert_eq!(status_of("done").as_deref(), Some("complete"));
+    }
+
+    #[pg_test]
+    fn reenqueue_is_idempotent_conflicting_or_a_new_round() {
+        Spi::run("SELECT barrier_enqueue('r', 3, '{\"cb\": 1}', '1 hour', 'jobs')").unwrap();
+        decr("'r', '\"first\"'");
+        // The same arguments again: a no-op that keeps progress.
+        assert_eq!(
+            text("SELECT barrier_enqueue('r', 3, '{\"cb\": 1}', '60 minutes', 'jobs')").as_deref(),
+            Some("pending")
+        );
+        assert_eq!(int("SELECT remaining FROM barrier_status('r')"), Some(2));
+        // Other arguments: refused, whichever differs.
+        assert_fails(
+            "SELECT barrier_enqueue('r', 4, '{\"cb\": 1}', '1 hour', 'jobs')",
+            "23505",
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('r', 3, '{\"cb\": 2}', '1 hour', 'jobs')",
+            "23505",
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('r', 3, NULL, '1 hour', 'jobs')",
+            "23505",
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('r', 3, '{\"cb\": 1}', '2 hours', 'jobs')",
+            "23505",
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('r', 3, '{\"cb\": 1}', '1 hour', 'other')",
+            "23505",
+        );
+        // replace starts over: progress discarded, a new round.
+        assert_eq!(
+            text("SELECT barrier_enqueue('r', 2, replace => true)").as_deref(),
+            Some("pending")
+        );
+        assert_eq!(
+            text("SELECT status || ' ' || remaining || ' ' || round || ' ' || channel FROM barrier_status('r')")
+                .as_deref(),
+            Some("pending 2 2 pg_barrier")
+        );
+        assert_eq!(
+            text("SELECT barrier_results('r')::text").as_deref(),
+            Some("[]")
+        );
+        decr("'r', '1', 1");
+        assert_eq!(decr("'r', '0', 0").0, "complete");
+        // A finished barrier is replaced by a new round, also with the same arguments.
+        assert_eq!(
+            text("SELECT barrier_enqueue('r', 2)").as_deref(),
+            Some("pending")
+        );
+        assert_eq!(
+            text("SELECT status || ' ' || remaining || ' ' || round FROM barrier_status('r')")
+                .as_deref(),
+            Some("pending 2 3")
+        );
+        // The new round is unslotted until its first report decides.
+        assert_eq!(decr("'r'").0, "pending");
+        // An aborted barrier, too, and the new round clears the old reason.
+        Spi::run("SELECT barrier_abort('r', 'why')").unwrap();
+        assert_eq!(
+            text("SELECT barrier_enqueue('r', 0)").as_deref(),
+            Some("complete")
+        );
+        assert_eq!(
+            text("SELECT status || ' ' || round || ' ' || coalesce(reason, '-') FROM barrier_status('r')")
+                .as_deref(),
+            Some("complete 4 -")
+        );
+    }
+
+    #[pg_test]
+    fn expiry_is_observed_by_status_decr_abort_and_enqueue() {
+        Spi::run("SELECT barrier_enqueue('x', 2, ttl => '1 hour')").unwrap();
+        decr("'x', '\"r\"'");
+        // Move the deadline into the past, as time would.
+        Spi::run("UPDATE barrier_internal.barrier SET expires_at = now() - interval '1 second' WHERE id = 'x'")
+            .unwrap();
+        assert_eq!(status_of("x").as_deref(), Some("expired"));
+        assert_eq!(text("SELECT barrier_results('x')::text"), None);
+        assert_eq!(
+            decr("'x', '\"late\"'"),
+            ("expired".into(), Some(1), None, None)
+        );
+        // The decrement stored the expiry and freed the results.
+        assert_eq!(
+            text("SELECT status FROM barrier_internal.barrier WHERE id = 'x'").as_deref(),
+            Some("expired")
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_internal.result WHERE barrier_id = 'x'"),
+            Some(0)
+        );
+        assert_eq!(
+            text("SELECT barrier_abort('x')").as_deref(),
+            Some("expired")
+        );
+
+        Spi::run("SELECT barrier_enqueue('y', 1)").unwrap();
+        Spi::run("UPDATE barrier_internal.barrier SET expires_at = now() - interval '1 second' WHERE id = 'y'")
+            .unwrap();
+        assert_eq!(
+            text("SELECT barrier_abort('y')").as_deref(),
+            Some("expired")
+        );
+
+        // Enqueue over an expired barrier starts a new round.
+        Spi::run("SELECT barrier_enqueue('z', 1)").unwrap();
+        Spi::run("UPDATE barrier_internal.barrier SET expires_at = now() - interval '1 second' WHERE id = 'z'")
+            .unwrap();
+        assert_eq!(
+            text("SELECT barrier_enqueue('z', 1)").as_deref(),
+            Some("pending")
+        );
+        assert_eq!(int("SELECT round FROM barrier_status('z')"), Some(2));
+    }
+
+    #[pg_test]
+    fn settings_supply_defaults() {
+        Spi::run("SET LOCAL pg_barrier.channel = 'from_setting'").unwrap();
+        Spi::run("SET LOCAL pg_barrier.default_ttl = '90s'").unwrap();
+        Spi::run("SELECT barrier_enqueue('g', 1)").unwrap();
+        assert!(boolean(
+            "SELECT channel = 'from_setting' AND expires_at = created_at + interval '90 seconds' \
+               FROM barrier_status('g')"
+        ));
+        // Without settings: six hours on channel pg_barrier.
+        Spi::run("RESET pg_barrier.channel").unwrap();
+        Spi::run("RESET pg_barrier.default_ttl").unwrap();
+        Spi::run("SELECT barrier_enqueue('h', 1)").unwrap();
+        assert!(boolean(
+            "SELECT channel = 'pg_barrier' AND expires_at = created_at + interval '6 hours' \
+               FROM barrier_status('h')"
+        ));
+        Spi::run("SET LOCAL pg_barrier.channel = 'Not-An-Identifier'").unwrap();
+        assert_fails("SELECT barrier_enqueue('i', 1)", "22023");
+    }
+
+    #[pg_test]
+    fn bad_arguments_raise_precise_sqlstates_and_change_nothing() {
+        Spi::run("SELECT barrier_enqueue('live', 3)").unwrap();
+        Spi::run("SELECT barrier_decr('live', NULL, 0)").unwrap();
+        Spi::run("SELECT barrier_enqueue('plain', 3)").unwrap();
+        Spi::run("SELECT barrier_decr('plain')").unwrap();
+        let long_id = "x".repeat(513);
+        let long_channel = "c".repeat(64);
+        let long_reason = "r".repeat(1025);
+        let cases: Vec<(String, &str)> = vec![
+            // id
+            ("SELECT barrier_enqueue(NULL, 1)".into(), "22004"),
+            ("SELECT barrier_enqueue('', 1)".into(), "22023"),
+            (format!("SELECT barrier_enqueue('{long_id}', 1)"), "22001"),
+            ("SELECT barrier_decr(NULL)".into(), "22004"),
+            ("SELECT barrier_decr('')".into(), "22023"),
+            (format!("SELECT barrier_decr('{long_id}')"), "22001"),
+            ("SELECT barrier_abort(NULL)".into(), "22004"),
+            ("SELECT barrier_abort('')".into(), "22023"),
+            ("SELECT * FROM barrier_status(NULL)".into(), "22004"),
+            ("SELECT barrier_results('')".into(), "22023"),
+            // expected
+            ("SELECT barrier_enqueue('n', NULL)".into(), "22004"),
+            ("SELECT barrier_enqueue('n', -1)".into(), "22023"),
+            // slot
+            ("SELECT barrier_decr('live', NULL, -1)".into(), "22023"),
+            ("SELECT barrier_decr('live', NULL, 3)".into(), "22023"),
+            (
+                "SELECT barrier_decr('live', NULL, 2147483647)".into(),
+                "22023",
+            ),
+            // mixing slotted and unslotted reports
+            ("SELECT barrier_decr('live')".into(), "22023"),
+            ("SELECT barrier_decr('plain', NULL, 1)".into(), "22023"),
+            // channel
+            (
+                "SELECT barrier_enqueue('n', 1, channel => 'Upper')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, channel => 'has space')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, channel => '')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, channel => '1st')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, channel => 'a\"; NOTIFY x; --')".into(),
+                "22023",
+            ),
+            (
+                format!("SELECT barrier_enqueue('n', 1, channel => '{long_channel}')"),
+                "22001",
+            ),
+            // ttl
+            (
+                "SELECT barrier_enqueue('n', 1, ttl => '0 seconds')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, ttl => '-1 hour')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, ttl => '1 month -31 days')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, ttl => '101 years')".into(),
+                "22023",
+            ),
+            (
+                "SELECT barrier_enqueue('n', 1, ttl => '100000000 hours')".into(),
+                "22023",
+            ),
+            // replace
+            (
+                "SELECT barrier_enqueue('n', 1, replace => NULL)".into(),
+                "22004",
+            ),
+            // conflicting re-enqueue
+            ("SELECT barrier_enqueue('live', 4)".into(), "23505"),
+            // reason
+            (
+                format!("SELECT barrier_abort('live', '{long_reason}')"),
+                "22001",
+            ),
+        ];
+        for (statement, sqlstate) in &cases {
+            assert_fails(statement, sqlstate);
+        }
+        assert_eq!(int("SELECT count(*) FROM barrier_status('n')"), Some(0));
+        assert_eq!(int("SELECT remaining FROM barrier_status('live')"), Some(2));
+    }
+
+    #[pg_test]
+    fn other_roles_are_refused_with_42501() {
+        Spi::run("CREATE ROLE barrier_owner_role").unwrap();
+        Spi::run("CREATE ROLE barrier_intruder").unwrap();
+        Spi::run("CREATE ROLE barrier_member IN ROLE barrier_owner_role").unwrap();
+        Spi::run("GRANT USAGE ON SCHEMA tests TO PUBLIC").unwrap();
+        Spi::run("SET LOCAL ROLE barrier_owner_role").unwrap();
+        Spi::run("SELECT barrier_enqueue('owned', 2)").unwrap();
+        Spi::run("SELECT barrier_enqueue('owned_done', 0)").unwrap();
+        // The owner cannot reach the tables directly either.
+        assert_fails("SELECT * FROM barrier_internal.barrier", "42501");
+        assert_fails("UPDATE barrier_internal.barrier SET remaining = 0", "42501");
+        Spi::run("SET LOCAL ROLE barrier_intruder").unwrap();
+        for statement in [
+            "SELECT barrier_decr('owned')",
+            "SELECT barrier_abort('owned')",
+            "SELECT * FROM barrier_status('owned')",
+            "SELECT barrier_results('owned')",
+            "SELECT barrier_enqueue('owned', 2)",
+            "SELECT barrier_enqueue('owned', 5, replace => true)",
+            "SELECT barrier_enqueue('owned_done', 1)",
+            "DELETE FROM barrier_internal.barrier",
+            "SELECT * FROM barrier_internal.result",
+        ] {
+            assert_fails(statement, "42501");
+        }
+        // A member of the owning role acts for it.
+        Spi::run("SET LOCAL ROLE barrier_member").unwrap();
+        assert_eq!(decr("'owned'").0, "pending");
+        Spi::run("RESET ROLE").unwrap();
+        // And so does a superuser.
+        assert_eq!(decr("'owned'").0, "complete");
+    }
+}

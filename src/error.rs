@@ -1,0 +1,152 @@
+//! Every failure a caller can cause, each mapped to one built-in SQLSTATE.
+//!
+//! Messages name the argument at fault. Errors raised by PostgreSQL itself while we run SQL
+//! (serialization failures, lock timeouts, cancels, read-only transactions) are not wrapped: they
+//! reach the caller with their own SQLSTATE.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+#[derive(Debug)]
+pub enum BarrierError {
+    /// A required argument was NULL.
+    NullArgument { argument: &'static str },
+    /// An argument's value is not acceptable.
+    InvalidArgument {
+        argument: &'static str,
+        message: String,
+        hint: Option<&'static str>,
+    },
+    /// A text argument is longer than its limit.
+    TooLong {
+        argument: &'static str,
+        limit: usize,
+        actual: usize,
+    },
+    /// A live barrier with this id was registered with other arguments.
+    Conflict { id: String, detail: String },
+    /// The calling role may not act on this barrier.
+    NotOwner { id: String },
+    /// A failure of our own SQL that no argument explains.
+    Internal(String),
+}
+
+impl BarrierError {
+    pub fn invalid(argument: &'static str, message: impl Into<String>) -> Self {
+        BarrierError::InvalidArgument {
+            argument,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn invalid_with_hint(
+        argument: &'static str,
+        message: impl Into<String>,
+        hint: &'static str,
+    ) -> Self {
+        BarrierError::InvalidArgument {
+            argument,
+            message: message.into(),
+            hint: Some(hint),
+        }
+    }
+
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        match self {
+            BarrierError::NullArgument { .. } => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            BarrierError::InvalidArgument { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            BarrierError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+            BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            BarrierError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    /// The report PostgreSQL raises; `function` is the SQL function the caller called.
+    pub fn into_report(self, function: &'static str) -> ErrorReport {
+        let code = self.sqlstate();
+        match self {
+            BarrierError::NullArgument { argument } => {
+                ErrorReport::new(code, format!("{function}: argument \"{argument}\" must not be NULL"), function)
+            }
+            BarrierError::InvalidArgument { argument, message, hint } => {
+                let report = ErrorReport::new(
+                    code,
+                    format!("{function}: invalid argument \"{argument}\": {message}"),
+                    function,
+                );
+                match hint {
+                    Some(hint) => report.set_hint(hint),
+                    None => report,
+                }
+            }
+            BarrierError::TooLong { argument, limit, actual } => ErrorReport::new(
+                code,
+                format!("{function}: argument \"{argument}\" is too long ({actual} bytes, the limit is {limit})"),
+                function,
+            ),
+            BarrierError::Conflict { id, detail } => ErrorReport::new(
+                code,
+                format!("{function}: a live barrier \"{}\" exists with different arguments", display_id(&id)),
+                function,
+            )
+            .set_detail(detail)
+            .set_hint("Pass replace => true to discard its progress and start it over."),
+            BarrierError::NotOwner { id } => ErrorReport::new(
+                code,
+                format!("{function}: permission denied for barrier \"{}\"", display_id(&id)),
+                function,
+            )
+            .set_detail("A barrier belongs to the role that enqueued it.")
+            .set_hint("Call as that role, as a member of it, or as a superuser."),
+            BarrierError::Internal(message) => {
+                ErrorReport::new(code, format!("{function}: {message}"), function)
+            }
+        }
+    }
+}
+
+impl From<pgrx::spi::SpiError> for BarrierError {
+    fn from(error: pgrx::spi::SpiError) -> Self {
+        BarrierError::Internal(format!("SPI failed: {error}"))
+    }
+}
+
+/// Ids are caller-supplied and may be long: messages quote at most the first 64 characters.
+fn display_id(id: &str) -> String {
+    const SHOWN: usize = 64;
+    match id.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}...", &id[..cut]),
+        None => id.to_string(),
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BarrierError>;
+
+/// Runs one API function body; its error becomes the ERROR PostgreSQL raises.
+///
+/// Raised after `body` returns, so every guard in it (such as the role switch) is already undone.
+pub fn report<T>(function: &'static str, body: impl FnOnce() -> Result<T>) -> T {
+    match body() {
+        Ok(value) => value,
+        Err(error) => {
+            error.into_report(function).report(PgLogLevel::ERROR);
+            unreachable!("an ERROR report does not return")
+        }
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn long_ids_are_shortened_in_messages() {
+        assert_eq!(display_id("abc"), "abc");
+        let long = "é".repeat(100);
+        let shown = display_id(&long);
+        assert_eq!(shown.chars().count(), 67);
+        assert!(shown.ends_with("..."));
+    }
+}

@@ -1,0 +1,40 @@
+//! pg_barrier: fan-in barriers inside PostgreSQL.
+//!
+//! A job runner registers a barrier for N tasks; each task reports once; the database takes the
+//! row-locked decrement and decides, inside the reporting transaction, which single call completes
+//! the barrier and hands it every result. This file only wires the modules together.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use pgrx::prelude::*;
+
+mod api;
+mod error;
+mod gucs;
+mod jsonb;
+mod security;
+mod state;
+mod validate;
+
+::pgrx::pg_module_magic!(name, version);
+
+// The state tables, hand-written; every generated function comes after them.
+extension_sql_file!("schema.sql", name = "state_tables", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod backend_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

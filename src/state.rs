@@ -1,0 +1,519 @@
+//! All SQL that reads or writes barrier state, in one place.
+//!
+//! Every statement is fixed text with parameters, prepared once per backend, and names every
+//! object by schema. The API functions pin `search_path` to `pg_catalog, pg_temp` as well, so an
+//! unqualified operator or function here can only resolve to the built-in one.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::{self, PgOid};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+
+use crate::error::{BarrierError, Result};
+use crate::jsonb::RawJsonb;
+
+/// A barrier's status as stored. A pending barrier past `expires_at` is reported as expired
+/// before any sweep has stored that (see `Locked::past_expiry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Complete,
+    Aborted,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Complete => "complete",
+            Status::Aborted => "aborted",
+            Status::Expired => "expired",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "pending" => Status::Pending,
+            "complete" => Status::Complete,
+            "aborted" => Status::Aborted,
+            "expired" => Status::Expired,
+            other => {
+                return Err(BarrierError::Internal(format!(
+                    "unknown stored status {other:?}"
+                )))
+            }
+        })
+    }
+}
+
+/// The hot row, read under its row lock.
+#[derive(Debug)]
+pub struct Locked {
+    pub owner: pg_sys::Oid,
+    pub status: Status,
+    pub expected: i32,
+    pub remaining: i32,
+    /// `None` until the first decrement fixes whether the barrier is slotted.
+    pub slotted: Option<bool>,
+    pub round: i64,
+    /// Pending, but its ttl has run out: any call that sees it finishes it as expired.
+    pub past_expiry: bool,
+}
+
+impl Locked {
+    /// The status callers see.
+    pub fn effective_status(&self) -> Status {
+        if self.status == Status::Pending && self.past_expiry {
+            Status::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+const TEXT: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTOID);
+const INT4: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT4OID);
+const INT8: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INT8OID);
+const OID: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::OIDOID);
+const BOOL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::BOOLOID);
+const JSONB: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::JSONBOID);
+const INTERVAL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INTERVALOID);
+
+/// A statement and its parameter types; prepared on first use in each backend.
+struct Statement {
+    sql: &'static str,
+    types: &'static [PgOid],
+}
+
+thread_local! {
+    // Plans are kept for the backend's life: SPI replans them itself when the tables change.
+    static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+impl Statement {
+    fn plan(&'static self, client: &SpiClient<'_>) -> Result<&'static OwnedPreparedStatement> {
+        let key = self as *const Statement as usize;
+        if let Some(plan) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
+            return Ok(plan);
+        }
+        let plan: &'static OwnedPreparedStatement =
+            Box::leak(Box::new(client.prepare_mut(self.sql, self.types)?.keep()));
+        PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
+        Ok(plan)
+    }
+
+    /// Runs a statement that writes, or locks rows.
+    fn write<'conn>(
+        &'static self,
+        client: &mut SpiClient<'conn>,
+        args: &[DatumWithOid<'_>],
+    ) -> Result<SpiTupleTable<'conn>> {
+        let plan = self.plan(client)?;
+        Ok(client.update(plan, None, args)?)
+    }
+
+    /// Runs a statement that only reads.
+    fn read<'conn>(
+        &'static self,
+        client: &SpiClient<'conn>,
+        args: &[DatumWithOid<'_>],
+    ) -> Result<SpiTupleTable<'conn>> {
+        let plan = self.plan(client)?;
+        Ok(client.select(plan, None, args)?)
+    }
+}
+
+static LOCK: Statement = Statement {
+    sql: "SELECT b.owner, b.status, b.expected, b.remaining, b.slotted, b.round, \
+                 b.status = 'pending' AND b.expires_at <= pg_catalog.now() \
+            FROM barrier_internal.barrier b \
+           WHERE b.id = $1 \
+             FOR NO KEY UPDATE",
+    types: &[TEXT],
+};
+
+/// Takes the barrier's row lock and reads its hot row; `None` if there is no such barrier.
+///
+/// At READ COMMITTED this waits for a concurrent holder and then sees its committed change; at
+/// REPEATABLE READ or SERIALIZABLE a concurrent committed change raises 40001 instead.
+pub fn lock(client: &mut SpiClient<'_>, id: &str) -> Result<Option<Locked>> {
+    let table = LOCK.write(client, &[id.into()])?;
+    let Some(row) = table.into_iter().next() else {
+        return Ok(None);
+    };
+    let status: String = required(row.get(2)?)?;
+    Ok(Some(Locked {
+        owner: required(row.get(1)?)?,
+        status: Status::parse(&status)?,
+        expected: required(row.get(3)?)?,
+        remaining: required(row.get(4)?)?,
+        slotted: row.get(5)?,
+        round: required(row.get(6)?)?,
+        past_expiry: required(row.get(7)?)?,
+    }))
+}
+
+fn required<T>(value: Option<T>) -> Result<T> {
+    value.ok_or_else(|| BarrierError::Internal("unexpected NULL in barrier state".into()))
+}
+
+/// What an enqueue asks for.
+pub struct Spec<'a> {
+    pub expected: i32,
+    pub callback: Option<RawJsonb>,
+    pub channel: &'a str,
+    pub ttl: Interval,
+}
+
+static INSERT_BARRIER: Statement = Statement {
+    sql: "INSERT INTO barrier_internal.barrier AS b \
+                 (id, round, owner, status, expected, remaining, created_at, expires_at, finished_at) \
+          VALUES ($1, 1, $2, CASE WHEN $3 = 0 THEN 'complete' ELSE 'pending' END, $3, $3, \
+                  pg_catalog.now(), pg_catalog.now() + $4, \
+                  CASE WHEN $3 = 0 THEN pg_catalog.now() END) \
+          ON CONFLICT (id) DO NOTHING",
+    types: &[TEXT, OID, INT4, INTERVAL],
+};
+
+/// Registers a new barrier; false if the id exists (the caller then locks and inspects it).
+pub fn insert_barrier(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    owner: pg_sys::Oid,
+    spec: &Spec<'_>,
+) -> Result<bool> {
+    let inserted = INSERT_BARRIER
+        .write(
+            client,
+            &[
+                id.into(),
+                owner.into(),
+                spec.expected.into(),
+                spec.ttl.into(),
+            ],
+        )?
+        .len()
+        == 1;
+    if inserted {
+        write_spec(client, id, spec)?;
+    }
+    Ok(inserted)
+}
+
+static NEW_ROUND: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier \
+             SET round = round + 1, \
+                 status = CASE WHEN $2 = 0 THEN 'complete' ELSE 'pending' END, \
+                 expected = $2, remaining = $2, slotted = NULL, \
+                 created_at = pg_catalog.now(), expires_at = pg_catalog.now() + $3, \
+                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.now() END \
+           WHERE id = $1 \
+          RETURNING round",
+    types: &[TEXT, INT4, INTERVAL],
+};
+
+/// Starts the barrier over: a new round with no recorded results. Returns the new round.
+pub fn start_new_round(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<i64> {
+    delete_results(client, id)?;
+    let table = NEW_ROUND.write(client, &[id.into(), spec.expected.into(), spec.ttl.into()])?;
+    let round = table
+        .into_iter()
+        .next()
+        .map(|row| row.get::<i64>(1))
+        .transpose()?
+        .flatten();
+    write_spec(client, id, spec)?;
+    required(round)
+}
+
+static WRITE_SPEC: Statement = Statement {
+    sql: "INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl) \
+          VALUES ($1, $2, $3, $4) \
+          ON CONFLICT (id) DO UPDATE \
+             SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl, \
+                 reason = NULL",
+    types: &[TEXT, JSONB, TEXT, INTERVAL],
+};
+
+fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<()> {
+    WRITE_SPEC.write(
+        client,
+        &[
+            id.into(),
+            spec.callback.into(),
+            spec.channel.into(),
+            spec.ttl.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+static SAME_SPEC: Statement = Statement {
+    sql: "SELECT b.expected = $2 AND s.callback IS NOT DISTINCT FROM $3 \
+                 AND s.channel = $4 AND s.ttl = $5, \
+                 b.expected, s.callback IS NOT DISTINCT FROM $3, s.channel, s.ttl::text \
+            FROM barrier_internal.barrier b \
+            JOIN barrier_internal.barrier_spec s ON s.id = b.id \
+           WHERE b.id = $1",
+    types: &[TEXT, INT4, JSONB, TEXT, INTERVAL],
+};
+
+/// Whether a live barrier was registered with exactly these arguments; if not, what differs.
+pub fn compare_spec(
+    client: &SpiClient<'_>,
+    id: &str,
+    spec: &Spec<'_>,
+) -> Result<std::result::Result<(), String>> {
+    let table = SAME_SPEC.read(
+        client,
+        &[
+            id.into(),
+            spec.expected.into(),
+            spec.callback.into(),
+            spec.channel.into(),
+            spec.ttl.into(),
+        ],
+    )?;
+    let row = table
+        .into_iter()
+        .next()
+        .ok_or_else(|| BarrierError::Internal("barrier spec is missing".into()))?;
+    if required(row.get::<bool>(1)?)? {
+        return Ok(Ok(()));
+    }
+    let mut differences = Vec::new();
+    let expected: i32 = required(row.get(2)?)?;
+    if expected != spec.expected {
+        differences.push(format!("expected is {expected}, not {}", spec.expected));
+    }
+    if !required(row.get::<bool>(3)?)? {
+        differences.push("callback differs".to_string());
+    }
+    let channel: String = required(row.get(4)?)?;
+    if channel != spec.channel {
+        differences.push(format!(
+            "channel is \"{channel}\", not \"{}\"",
+            spec.channel
+        ));
+    }
+    let ttl: String = required(row.get(5)?)?;
+    if differences.is_empty() {
+        differences.push(format!("ttl is {ttl}"));
+    }
+    Ok(Err(differences.join("; ")))
+}
+
+static RECORD_RESULT: Statement = Statement {
+    sql: "INSERT INTO barrier_internal.result (barrier_id, slot, result) VALUES ($1, $2, $3) \
+          ON CONFLICT (barrier_id, slot) DO NOTHING",
+    types: &[TEXT, INT4, JSONB],
+};
+
+/// Records one task's result at `slot`; false if that slot already reported.
+///
+/// The caller holds the barrier's row lock, so no other transaction is inserting for this
+/// barrier and the conflict check never waits.
+pub fn record_result(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    slot: i32,
+    result: Option<RawJsonb>,
+) -> Result<bool> {
+    Ok(RECORD_RESULT
+        .write(client, &[id.into(), slot.into(), result.into()])?
+        .len()
+        == 1)
+}
+
+static COUNT: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier \
+             SET remaining = $2, slotted = $3, \
+                 status = CASE WHEN $2 = 0 THEN 'complete' ELSE status END, \
+                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.now() END \
+           WHERE id = $1",
+    types: &[TEXT, INT4, BOOL],
+};
+
+/// Stores the decremented counter; at zero the barrier is complete. Only the narrow hot row
+/// changes, and no indexed column, so the update is HOT.
+pub fn count(client: &mut SpiClient<'_>, id: &str, remaining: i32, slotted: bool) -> Result<()> {
+    COUNT.write(client, &[id.into(), remaining.into(), slotted.into()])?;
+    Ok(())
+}
+
+/// What the completer is handed.
+pub struct Completion {
+    pub results: RawJsonb,
+    pub callback: Option<RawJsonb>,
+    pub channel: String,
+}
+
+static COMPLETION: Statement = Statement {
+    sql: "SELECT s.channel, s.callback, \
+                 COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
+                             FROM barrier_internal.result r \
+                            WHERE r.barrier_id = $1), '[]'::jsonb) \
+            FROM barrier_internal.barrier_spec s \
+           WHERE s.id = $1",
+    types: &[TEXT],
+};
+
+/// Every result of the round, in slot (or arrival) order, with the callback and channel.
+pub fn completion(client: &SpiClient<'_>, id: &str) -> Result<Completion> {
+    let table = COMPLETION.read(client, &[id.into()])?;
+    let row = table
+        .into_iter()
+        .next()
+        .ok_or_else(|| BarrierError::Internal("barrier spec is missing".into()))?;
+    Ok(Completion {
+        channel: required(row.get(1)?)?,
+        callback: row.get(2)?,
+        results: required(row.get(3)?)?,
+    })
+}
+
+static FINISH: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier \
+             SET status = $2, finished_at = pg_catalog.now() \
+           WHERE id = $1",
+    types: &[TEXT, TEXT],
+};
+
+static SET_REASON: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier_spec SET reason = $2 WHERE id = $1 RETURNING channel",
+    types: &[TEXT, TEXT],
+};
+
+static DELETE_RESULTS: Statement = Statement {
+    sql: "DELETE FROM barrier_internal.result WHERE barrier_id = $1",
+    types: &[TEXT],
+};
+
+fn delete_results(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
+    DELETE_RESULTS.write(client, &[id.into()])?;
+    Ok(())
+}
+
+/// Ends a live barrier as aborted or expired: frees its results and keeps a tombstone (the hot
+/// row and spec) so that late calls learn what happened. Returns the channel to notify.
+pub fn finish(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    status: Status,
+    reason: Option<&str>,
+) -> Result<String> {
+    FINISH.write(client, &[id.into(), status.as_str().into()])?;
+    let table = SET_REASON.write(client, &[id.into(), reason.into()])?;
+    let channel = table
+        .into_iter()
+        .next()
+        .map(|row| row.get::<String>(1))
+        .transpose()?
+        .flatten();
+    delete_results(client, id)?;
+    required(channel)
+}
+
+/// One barrier as `barrier_status` shows it.
+pub struct StatusRow {
+    pub owner: pg_sys::Oid,
+    pub id: String,
+    pub status: String,
+    pub expected: i32,
+    pub remaining: i32,
+    pub created_at: TimestampWithTimeZone,
+    pub expires_at: TimestampWithTimeZone,
+    pub finished_at: Option<TimestampWithTimeZone>,
+    pub channel: String,
+    pub callback: Option<RawJsonb>,
+    pub reason: Option<String>,
+    pub round: i64,
+}
+
+static STATUS: Statement = Statement {
+    sql: "SELECT b.owner, b.id, \
+                 CASE WHEN b.status = 'pending' AND b.expires_at <= pg_catalog.now() \
+                      THEN 'expired' ELSE b.status END, \
+                 b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at, \
+                 s.channel, s.callback, s.reason, b.round \
+            FROM barrier_internal.barrier b \
+            JOIN barrier_internal.barrier_spec s ON s.id = b.id \
+           WHERE b.id = $1",
+    types: &[TEXT],
+};
+
+pub fn status(client: &SpiClient<'_>, id: &str) -> Result<Option<StatusRow>> {
+    let table = STATUS.read(client, &[id.into()])?;
+    let Some(row) = table.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some(StatusRow {
+        owner: required(row.get(1)?)?,
+        id: required(row.get(2)?)?,
+        status: required(row.get(3)?)?,
+        expected: required(row.get(4)?)?,
+        remaining: required(row.get(5)?)?,
+        created_at: required(row.get(6)?)?,
+        expires_at: required(row.get(7)?)?,
+        finished_at: row.get(8)?,
+        channel: required(row.get(9)?)?,
+        callback: row.get(10)?,
+        reason: row.get(11)?,
+        round: required(row.get(12)?)?,
+    }))
+}
+
+static RESULTS: Statement = Statement {
+    sql: "SELECT b.owner, \
+                 CASE WHEN b.status = 'complete' \
+                        OR (b.status = 'pending' AND b.expires_at > pg_catalog.now()) \
+                 THEN COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
+                                  FROM barrier_internal.result r \
+                                 WHERE r.barrier_id = b.id), '[]'::jsonb) END \
+            FROM barrier_internal.barrier b \
+           WHERE b.id = $1",
+    types: &[TEXT],
+};
+
+/// The owner and the results recorded so far (`None` for a finished barrier that holds none);
+/// `None` overall if there is no such barrier.
+pub fn results(
+    client: &SpiClient<'_>,
+    id: &str,
+) -> Result<Option<(pg_sys::Oid, Option<RawJsonb>)>> {
+    let table = RESULTS.read(client, &[id.into()])?;
+    let Some(row) = table.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some((required(row.get(1)?)?, row.get(2)?)))
+}
+
+static NOTIFY: Statement = Statement {
+    sql: "SELECT pg_catalog.pg_notify($1, \
+                 pg_catalog.json_build_object('id', $2, 'status', $3, 'round', $4)::text)",
+    types: &[TEXT, TEXT, TEXT, INT8],
+};
+
+/// Queues the wake-up for a terminal transition; PostgreSQL delivers it when the transaction
+/// commits and drops it if it rolls back. The payload never carries results.
+pub fn notify(
+    client: &mut SpiClient<'_>,
+    channel: &str,
+    id: &str,
+    status: Status,
+    round: i64,
+) -> Result<()> {
+    NOTIFY.write(
+        client,
+        &[
+            channel.into(),
+            id.into(),
+            status.as_str().into(),
+            round.into(),
+        ],
+    )?;
+    Ok(())
+}

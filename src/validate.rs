@@ -1,0 +1,186 @@
+//! Argument checks. Every SQL argument is untrusted; each check names the argument it rejects.
+
+use pgrx::datum::Interval;
+
+use crate::error::{BarrierError, Result};
+use crate::gucs;
+
+/// Longest barrier id, in bytes. Bounded so the id fits a btree entry and any NOTIFY payload
+/// (JSON escaping at most sextuples a byte: 6 * 512 plus the envelope stays under 8000).
+pub const MAX_ID_BYTES: usize = 512;
+/// Longest abort reason, in bytes; it is kept in the tombstone.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// PostgreSQL truncates channel names to NAMEDATALEN - 1 bytes.
+pub const MAX_CHANNEL_BYTES: usize = 63;
+/// Longest ttl: a century, far beyond any job, well inside the timestamp range.
+const MAX_TTL_MICROS: i128 = 100 * 12 * 30 * 86_400 * 1_000_000;
+
+pub fn required<T>(argument: &'static str, value: Option<T>) -> Result<T> {
+    value.ok_or(BarrierError::NullArgument { argument })
+}
+
+pub fn id(id: Option<&str>) -> Result<&str> {
+    let id = required("id", id)?;
+    if id.is_empty() {
+        return Err(BarrierError::invalid("id", "must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(BarrierError::TooLong {
+            argument: "id",
+            limit: MAX_ID_BYTES,
+            actual: id.len(),
+        });
+    }
+    Ok(id)
+}
+
+pub fn expected(expected: Option<i32>) -> Result<i32> {
+    let expected = required("expected", expected)?;
+    if expected < 0 {
+        return Err(BarrierError::invalid(
+            "expected",
+            format!("must be >= 0, got {expected}"),
+        ));
+    }
+    Ok(expected)
+}
+
+/// The slot's lower bound; its upper bound depends on the barrier and is checked under the lock.
+pub fn slot(slot: Option<i32>) -> Result<Option<i32>> {
+    match slot {
+        Some(slot) if slot < 0 => Err(BarrierError::invalid(
+            "slot",
+            format!("must be >= 0, got {slot}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+pub fn slot_in_range(slot: i32, expected: i32) -> Result<()> {
+    if slot >= expected {
+        return Err(BarrierError::invalid(
+            "slot",
+            format!(
+                "{slot} is out of range: the barrier expects {expected} tasks, slots 0 to {}",
+                expected - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The channel to notify: the argument, or the `pg_barrier.channel` setting.
+///
+/// Channels are lower-case identifiers so that `LISTEN name`, unquoted, hears them.
+pub fn channel(channel: Option<&str>) -> Result<String> {
+    let (argument, value) = match channel {
+        Some(channel) => ("channel", channel.to_string()),
+        None => (
+            "pg_barrier.channel",
+            gucs::channel().ok_or(BarrierError::invalid(
+                "pg_barrier.channel",
+                "setting is empty",
+            ))?,
+        ),
+    };
+    if value.len() > MAX_CHANNEL_BYTES {
+        return Err(BarrierError::TooLong {
+            argument,
+            limit: MAX_CHANNEL_BYTES,
+            actual: value.len(),
+        });
+    }
+    if !is_lowercase_identifier(&value) {
+        return Err(BarrierError::invalid_with_hint(
+            argument,
+            format!("\"{value}\" is not a valid channel name"),
+            "Use a lower-case identifier: a-z or _ first, then a-z, 0-9 or _.",
+        ));
+    }
+    Ok(value)
+}
+
+fn is_lowercase_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
+/// The barrier's lifetime: the argument, or `pg_barrier.default_ttl`.
+pub fn ttl(ttl: Option<Interval>) -> Result<Interval> {
+    let Some(ttl) = ttl else {
+        return Ok(Interval::from_seconds(f64::from(gucs::DEFAULT_TTL.get())));
+    };
+    // PostgreSQL orders intervals by this same span: a month is 30 days, a day 24 hours.
+    let span = i128::from(ttl.months()) * 30 * 86_400_000_000
+        + i128::from(ttl.days()) * 86_400_000_000
+        + i128::from(ttl.micros());
+    if span <= 0 {
+        return Err(BarrierError::invalid("ttl", "must be a positive interval"));
+    }
+    if span > MAX_TTL_MICROS {
+        return Err(BarrierError::invalid("ttl", "must be at most 100 years"));
+    }
+    Ok(ttl)
+}
+
+pub fn reason(reason: Option<&str>) -> Result<Option<&str>> {
+    match reason {
+        Some(reason) if reason.len() > MAX_REASON_BYTES => Err(BarrierError::TooLong {
+            argument: "reason",
+            limit: MAX_REASON_BYTES,
+            actual: reason.len(),
+        }),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn channel_names_are_lowercase_identifiers() {
+        for good in ["pg_barrier", "_x", "a1_b2", "jobs"] {
+            assert!(is_lowercase_identifier(good), "{good}");
+        }
+        for bad in [
+            "", "1abc", "Jobs", "a-b", "a b", "a.b", "é", "a\"b", "x;drop",
+        ] {
+            assert!(!is_lowercase_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_checked_for_null_empty_and_length() {
+        assert!(matches!(
+            id(None),
+            Err(BarrierError::NullArgument { argument: "id" })
+        ));
+        assert!(matches!(
+            id(Some("")),
+            Err(BarrierError::InvalidArgument { argument: "id", .. })
+        ));
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert!(matches!(
+            id(Some(&long)),
+            Err(BarrierError::TooLong { argument: "id", .. })
+        ));
+        let longest = "x".repeat(MAX_ID_BYTES);
+        assert_eq!(id(Some(&longest)).ok(), Some(longest.as_str()));
+        assert_eq!(
+            id(Some("job 'quoted' \u{1F600}")).ok(),
+            Some("job 'quoted' \u{1F600}")
+        );
+    }
+
+    #[test]
+    fn slots_and_counts_reject_negatives() {
+        assert!(expected(Some(-1)).is_err());
+        assert_eq!(expected(Some(0)).ok(), Some(0));
+        assert!(slot(Some(-1)).is_err());
+        assert_eq!(slot(None).ok(), Some(None));
+        assert!(slot_in_range(3, 3).is_err());
+        assert!(slot_in_range(2, 3).is_ok());
+    }
+}
