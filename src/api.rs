@@ -130,7 +130,7 @@ impl Decrement {
 ///
 /// Exactly one call per barrier round answers `'complete'`, with every task's result in slot
 /// (or arrival) order and the stored callback. Other answers: `'pending'`, `'duplicate'` (this
-/// slot already reported), `'already_complete'`, `'aborted'`, `'expired'`, `'unknown'`.
+/// slot already reported, also after completion), `'already_complete'`, `'aborted'`, `'expired'`, `'unknown'`.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
@@ -174,7 +174,22 @@ fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<De
         check_owner(caller, barrier.owner, id)?;
         match barrier.effective_status() {
             Status::Pending => {}
-            Status::Complete => return Ok(Decrement::answer("already_complete", Some(0))),
+            Status::Complete => {
+                // A retried task whose slot was counted learns just that, before or after the
+                // barrier fired.
+                let repeat = match slot {
+                    Some(slot) if barrier.slotted == Some(true) => {
+                        state::has_result(client, id, slot)?
+                    }
+                    _ => false,
+                };
+                let status = if repeat {
+                    "duplicate"
+                } else {
+                    "already_complete"
+                };
+                return Ok(Decrement::answer(status, Some(0)));
+            }
             Status::Aborted => return Ok(Decrement::answer("aborted", Some(barrier.remaining))),
             Status::Expired => {
                 if barrier.status == Status::Pending {

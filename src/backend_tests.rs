@@ -189,7 +189,15 @@ mod tests {
         );
         assert_eq!(
             decr("'s', '\"late\"', 1"),
+            ("duplicate".into(), Some(0), None, None)
+        );
+        assert_eq!(
+            decr("'s', '\"late\"'"),
             ("already_complete".into(), Some(0), None, None)
+        );
+        assert_eq!(
+            text("SELECT barrier_results('s')::text").as_deref(),
+            Some(r#"[null, 1.50, "two"]"#)
         );
     }
 

@@ -328,6 +328,17 @@ pub fn record_result(
         == 1)
 }
 
+static HAS_RESULT: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT FROM barrier_internal.result WHERE barrier_id = $1 AND slot = $2)",
+    types: &[TEXT, INT4],
+};
+
+/// Whether `slot` has reported in this round.
+pub fn has_result(client: &SpiClient<'_>, id: &str, slot: i32) -> Result<bool> {
+    let table = HAS_RESULT.read(client, &[id.into(), slot.into()])?;
+    required(table.first().get::<bool>(1)?)
+}
+
 static COUNT: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
              SET remaining = $2, slotted = $3, \

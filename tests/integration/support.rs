@@ -1,0 +1,115 @@
+//! Connections to the server that pgrx's test harness starts for this test binary.
+
+use std::sync::OnceLock;
+
+use postgres::{Client, Config, NoTls};
+
+/// Starts (once) the harness server with pg_barrier installed; returns its port.
+fn port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        // Running one in-backend test is what makes the harness install the extension, initdb,
+        // start the server and create the test database.
+        pgrx_tests::run_test("extension_is_installed_and_trusted", None, vec![])
+            .expect("the pgrx test server did not start");
+        let (mut client, _) = pgrx_tests::client().expect("connect to the test server");
+        let port: String = client
+            .query_one("SHOW port", &[])
+            .expect("SHOW port")
+            .get(0);
+        port.parse().expect("numeric port")
+    })
+}
+
+/// A new connection as `user` to `database`.
+pub fn connect_as(user: &str, database: &str) -> Client {
+    let mut client = Config::new()
+        .host("localhost")
+        .port(port())
+        .user(user)
+        .dbname(database)
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("connect as {user} to {database}: {e}"));
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .expect("session setup");
+    client
+}
+
+/// A new superuser connection to the test database.
+pub fn connect() -> Client {
+    connect_as(&pgrx_tests::get_pg_user(), pgrx_tests::get_pg_dbname())
+}
+
+/// The SQLSTATE of a failed call.
+pub fn sqlstate(error: &postgres::Error) -> String {
+    error
+        .code()
+        .map(|code| code.code().to_string())
+        .unwrap_or_else(|| panic!("not a server error: {error}"))
+}
+
+/// One answer of `barrier_decr`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: String,
+    pub remaining: Option<i32>,
+    pub results: Option<serde_json::Value>,
+}
+
+const DECR: &str =
+    "SELECT status, remaining, results::text FROM barrier_decr($1, $2::text::jsonb, $3)";
+
+pub fn decr(
+    client: &mut impl postgres::GenericClient,
+    id: &str,
+    result: Option<&serde_json::Value>,
+    slot: Option<i32>,
+) -> Result<Answer, postgres::Error> {
+    let result = result.map(|value| value.to_string());
+    let row = client.query_one(DECR, &[&id, &result, &slot])?;
+    let results: Option<String> = row.get(2);
+    Ok(Answer {
+        status: row.get(0),
+        remaining: row.get(1),
+        results: results.map(|text| serde_json::from_str(&text).expect("results are JSON")),
+    })
+}
+
+/// A small seeded generator (splitmix64), so every shuffle is reproducible from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// The seed for this run: `PG_BARRIER_TEST_SEED` if set, else fixed. Printed so a failure can be
+/// replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("PG_BARRIER_TEST_SEED")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(20_261_129);
+    eprintln!("PG_BARRIER_TEST_SEED={seed}");
+    seed
+}
