@@ -25,6 +25,10 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# rustup's default location, for shells (sudo, CI) whose PATH does not carry it.
+if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null; then
   echo "cargo is not on PATH: install the Rust toolchain (rustup) first" >&2
   exit 1

@@ -1,5 +1,8 @@
 //! The SQL surface. Each function validates its arguments, then does its work in the caller's
 //! transaction as the state tables' owner (see `security`), under the barrier's row lock.
+//!
+//! The readers are PARALLEL RESTRICTED rather than SAFE: they switch roles and run SPI, which we
+//! keep in the leader.
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -7,7 +10,7 @@ use pgrx::spi::SpiClient;
 
 use crate::error::{report, BarrierError, Result};
 use crate::jsonb::RawJsonb;
-use crate::security::{calling_role, check_owner, AsStateOwner};
+use crate::security::{check_owner, read_as_owner, write_as_owner};
 use crate::state::{self, Completion, Locked, Spec, Status};
 use crate::validate;
 
@@ -42,9 +45,7 @@ fn barrier_enqueue(
 }
 
 fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
-    let caller = calling_role();
-    let _as_owner = AsStateOwner::enter()?;
-    Spi::connect_mut(|client| {
+    write_as_owner(|client, caller| {
         // The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
         // so try again once; a second miss cannot happen inside one transaction's own snapshot.
         for _ in 0..2 {
@@ -165,9 +166,7 @@ fn barrier_decr(
 }
 
 fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<Decrement> {
-    let caller = calling_role();
-    let _as_owner = AsStateOwner::enter()?;
-    Spi::connect_mut(|client| {
+    write_as_owner(|client, caller| {
         let Some(barrier) = state::lock(client, id)? else {
             return Ok(Decrement::answer("unknown", None));
         };
@@ -270,9 +269,7 @@ fn barrier_abort(id: Option<&str>, reason: default!(Option<&str>, "NULL")) -> St
 }
 
 fn abort(id: &str, reason: Option<&str>) -> Result<&'static str> {
-    let caller = calling_role();
-    let _as_owner = AsStateOwner::enter()?;
-    Spi::connect_mut(|client| {
+    write_as_owner(|client, caller| {
         let Some(barrier) = state::lock(client, id)? else {
             return Ok("unknown");
         };
@@ -297,7 +294,7 @@ fn abort(id: &str, reason: Option<&str>) -> Result<&'static str> {
 
 /// The barrier as stored: one row, or none if there is no such barrier. This, not NOTIFY, is
 /// the truth about a barrier.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_status(
@@ -320,15 +317,16 @@ fn barrier_status(
 > {
     report("barrier_status", || {
         let id = validate::id(id)?;
-        let caller = calling_role();
-        let row = {
-            let _as_owner = AsStateOwner::enter()?;
-            Spi::connect(|client| state::status(client, id))?
-        };
+        let row = read_as_owner(|client, caller| {
+            let row = state::status(client, id)?;
+            if let Some(row) = &row {
+                check_owner(caller, row.owner, id)?;
+            }
+            Ok(row)
+        })?;
         let Some(row) = row else {
             return Ok(TableIterator::new(Vec::new()));
         };
-        check_owner(caller, row.owner, id)?;
         Ok(TableIterator::once((
             row.id,
             row.status,
@@ -347,20 +345,17 @@ fn barrier_status(
 
 /// The results recorded so far, as a jsonb array in slot (or arrival) order; NULL for an
 /// unknown barrier and for an aborted or expired one, whose results were freed.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 #[search_path(pg_catalog, pg_temp)]
 fn barrier_results(id: Option<&str>) -> Option<RawJsonb> {
     report("barrier_results", || {
         let id = validate::id(id)?;
-        let caller = calling_role();
-        let found = {
-            let _as_owner = AsStateOwner::enter()?;
-            Spi::connect(|client| state::results(client, id))?
-        };
-        let Some((owner, results)) = found else {
-            return Ok(None);
-        };
-        check_owner(caller, owner, id)?;
-        Ok(results)
+        read_as_owner(|client, caller| {
+            let Some((owner, results)) = state::results(client, id)? else {
+                return Ok(None);
+            };
+            check_owner(caller, owner, id)?;
+            Ok(results)
+        })
     })
 }

@@ -9,12 +9,29 @@
 use std::cell::Cell;
 
 use pgrx::pg_sys;
-use pgrx::spi::Spi;
+use pgrx::spi::{Spi, SpiClient};
 
 use crate::error::{BarrierError, Result};
 
+/// Runs `work` as the state tables' owner with an SPI client that may write, handing it the
+/// calling role for ownership checks.
+pub fn write_as_owner<T>(
+    work: impl FnOnce(&mut SpiClient<'_>, pg_sys::Oid) -> Result<T>,
+) -> Result<T> {
+    let caller = calling_role();
+    let _as_owner = AsStateOwner::enter()?;
+    Spi::connect_mut(|client| work(client, caller))
+}
+
+/// Like `write_as_owner`, for work that only reads (STABLE functions: the caller's snapshot).
+pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, pg_sys::Oid) -> Result<T>) -> Result<T> {
+    let caller = calling_role();
+    let _as_owner = AsStateOwner::enter()?;
+    Spi::connect(|client| work(client, caller))
+}
+
 /// The role calling us (after SET ROLE, before any switch of ours).
-pub fn calling_role() -> pg_sys::Oid {
+fn calling_role() -> pg_sys::Oid {
     // SAFETY: reads backend-local state.
     unsafe { pg_sys::GetUserId() }
 }
@@ -55,13 +72,13 @@ fn state_owner() -> Result<pg_sys::Oid> {
 /// While alive, SQL runs as the state tables' owner, in a security-restricted operation.
 /// Dropping it (also while unwinding from an error) restores the caller's identity; PostgreSQL's
 /// (sub)transaction abort would restore it too.
-pub struct AsStateOwner {
+struct AsStateOwner {
     saved_user: pg_sys::Oid,
     saved_context: i32,
 }
 
 impl AsStateOwner {
-    pub fn enter() -> Result<Self> {
+    fn enter() -> Result<Self> {
         let owner = state_owner()?;
         let mut saved_user = pg_sys::InvalidOid;
         let mut saved_context = 0;

@@ -55,6 +55,16 @@ fn count(answers: &[&Answer], status: &str) -> usize {
         .count()
 }
 
+fn assert_stored_complete(admin: &mut postgres::Client, id: &str) {
+    let row = admin
+        .query_one("SELECT status, remaining FROM barrier_status($1)", &[&id])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("complete".into(), 0)
+    );
+}
+
 #[test]
 fn sixteen_sessions_report_every_slot_twice_and_one_completes() {
     let id = "race-slotted";
@@ -113,13 +123,7 @@ fn sixteen_sessions_report_every_slot_twice_and_one_completes() {
     assert_eq!(completer.results, Some(Value::Array(expected.clone())));
 
     // The stored state agrees.
-    let row = admin
-        .query_one("SELECT status, remaining FROM barrier_status($1)", &[&id])
-        .unwrap();
-    assert_eq!(
-        (row.get::<_, String>(0), row.get::<_, i32>(1)),
-        ("complete".into(), 0)
-    );
+    assert_stored_complete(&mut admin, id);
     let stored: String = admin
         .query_one("SELECT barrier_results($1)::text", &[&id])
         .unwrap()
@@ -197,13 +201,7 @@ fn sixteen_sessions_count_unslotted_reports_with_rollbacks_and_one_completes() {
             "already_complete"
         );
     }
-    let row = admin
-        .query_one("SELECT status, remaining FROM barrier_status($1)", &[&id])
-        .unwrap();
-    assert_eq!(
-        (row.get::<_, String>(0), row.get::<_, i32>(1)),
-        ("complete".into(), 0)
-    );
+    assert_stored_complete(&mut admin, id);
 }
 
 #[test]
