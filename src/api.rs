@@ -49,7 +49,7 @@ fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
         // The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
         // so try again once; a second miss cannot happen inside one transaction's own snapshot.
         for _ in 0..2 {
-            if state::insert_barrier(client, id, caller, spec)? {
+            if state::insert_barrier(client, id, caller.role, spec)? {
                 let status = initial_status(spec);
                 if status == Status::Complete {
                     state::notify(client, spec.channel, id, Status::Complete, 1)?;
@@ -171,16 +171,15 @@ fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<De
             return Ok(Decrement::answer("unknown", None));
         };
         check_owner(caller, barrier.owner, id)?;
+        check_slot(id, &barrier, slot)?;
         match barrier.effective_status() {
             Status::Pending => {}
             Status::Complete => {
                 // A retried task whose slot was counted learns just that, before or after the
                 // barrier fired.
                 let repeat = match slot {
-                    Some(slot) if barrier.slotted == Some(true) => {
-                        state::has_result(client, id, slot)?
-                    }
-                    _ => false,
+                    Some(slot) => state::has_result(client, id, slot)?,
+                    None => false,
                 };
                 let status = if repeat {
                     "duplicate"
@@ -197,7 +196,14 @@ fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<De
                 return Ok(Decrement::answer("expired", Some(barrier.remaining)));
             }
         }
-        let position = position(id, &barrier, slot)?;
+        if barrier.remaining <= 0 {
+            return Err(BarrierError::Internal(format!(
+                "pending barrier with remaining {}",
+                barrier.remaining
+            )));
+        }
+        // The slot, or the next arrival position (unique: arrivals are numbered under the lock).
+        let position = slot.unwrap_or(barrier.expected - barrier.remaining);
         if !state::record_result(client, id, position, result)? {
             if slot.is_none() {
                 return Err(BarrierError::Internal(format!(
@@ -211,7 +217,7 @@ fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<De
         if remaining > 0 {
             return Ok(Decrement::answer("pending", Some(remaining)));
         }
-        let completion = state::completion(client, id)?;
+        let completion = state::completion(client, id, caller.memory)?;
         state::notify(
             client,
             &completion.channel,
@@ -227,15 +233,9 @@ fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<De
     })
 }
 
-/// Where this report's result goes: its slot, or the next arrival position. A barrier is slotted
-/// or not from its first report on.
-fn position(id: &str, barrier: &Locked, slot: Option<i32>) -> Result<i32> {
-    if barrier.remaining <= 0 {
-        return Err(BarrierError::Internal(format!(
-            "pending barrier with remaining {}",
-            barrier.remaining
-        )));
-    }
+/// A barrier is slotted or not from its first report on, and slots run from 0 to expected - 1;
+/// a report that breaks either is a bad argument whatever state the barrier is in.
+fn check_slot(id: &str, barrier: &Locked, slot: Option<i32>) -> Result<()> {
     match (barrier.slotted, slot) {
         (Some(true), None) => Err(BarrierError::invalid_with_hint(
             "slot",
@@ -247,11 +247,8 @@ fn position(id: &str, barrier: &Locked, slot: Option<i32>) -> Result<i32> {
             format!("barrier \"{id}\" is counted without slots: reports must not name one"),
             "One barrier is either slotted or not; pass slot => NULL.",
         )),
-        (_, Some(slot)) => {
-            validate::slot_in_range(slot, barrier.expected)?;
-            Ok(slot)
-        }
-        (_, None) => Ok(barrier.expected - barrier.remaining),
+        (_, Some(slot)) => validate::slot_in_range(slot, barrier.expected),
+        (_, None) => Ok(()),
     }
 }
 
@@ -318,7 +315,7 @@ fn barrier_status(
     report("barrier_status", || {
         let id = validate::id(id)?;
         let row = read_as_owner(|client, caller| {
-            let row = state::status(client, id)?;
+            let row = state::status(client, id, caller.memory)?;
             if let Some(row) = &row {
                 check_owner(caller, row.owner, id)?;
             }
@@ -351,7 +348,7 @@ fn barrier_results(id: Option<&str>) -> Option<RawJsonb> {
     report("barrier_results", || {
         let id = validate::id(id)?;
         read_as_owner(|client, caller| {
-            let Some((owner, results)) = state::results(client, id)? else {
+            let Some((owner, results)) = state::results(client, id, caller.memory)? else {
                 return Ok(None);
             };
             check_owner(caller, owner, id)?;

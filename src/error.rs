@@ -57,7 +57,7 @@ impl BarrierError {
             BarrierError::NullArgument { .. } => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             BarrierError::InvalidArgument { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             BarrierError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-            BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             BarrierError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }

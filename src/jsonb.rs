@@ -22,23 +22,31 @@ impl FromDatum for RawJsonb {
         (!is_null).then_some(RawJsonb(datum))
     }
 
-    /// Values read through SPI live in SPI's memory, freed when SPI disconnects: copy them out.
+    /// pgrx's SPI getters use this; copying keeps such values valid after SPI disconnects.
+    /// (We copy explicitly into the caller's context instead: see `copy_into`.)
     unsafe fn from_datum_in_memory_context(
-        mut memory_context: PgMemoryContexts,
+        memory_context: PgMemoryContexts,
         datum: pg_sys::Datum,
         is_null: bool,
         _typoid: pg_sys::Oid,
     ) -> Option<Self> {
-        if is_null {
-            return None;
-        }
-        // SAFETY: a non-null jsonb datum is a varlena pointer; the copy is detoasted and owned
-        // by the context we switch to.
+        // SAFETY: a non-null jsonb datum, copied into a live context.
+        (!is_null).then(|| unsafe { RawJsonb::copy_into(datum, memory_context.value()) })
+    }
+}
+
+impl RawJsonb {
+    /// A detoasted copy of a jsonb datum, allocated in `memory`.
+    ///
+    /// # Safety
+    /// `datum` must be a valid, non-null jsonb datum and `memory` a live memory context.
+    pub unsafe fn copy_into(datum: pg_sys::Datum, memory: pg_sys::MemoryContext) -> Self {
+        // SAFETY: per the contract above; the previous context is restored before returning.
         unsafe {
-            memory_context.switch_to(|_| {
-                let copy = pg_sys::pg_detoast_datum_copy(datum.cast_mut_ptr());
-                Some(RawJsonb(pg_sys::Datum::from(copy)))
-            })
+            let previous = pg_sys::MemoryContextSwitchTo(memory);
+            let copy = pg_sys::pg_detoast_datum_copy(datum.cast_mut_ptr());
+            pg_sys::MemoryContextSwitchTo(previous);
+            RawJsonb(pg_sys::Datum::from(copy))
         }
     }
 }

@@ -2,6 +2,18 @@
 --
 -- The schema is created here (not IF NOT EXISTS): if someone already owns a schema of this name
 -- the install fails instead of trusting objects they control.
+-- Ids, channels and reasons are handled as UTF-8 text.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'pg_barrier requires a UTF8 database, this one is %',
+                        pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create the database with ENCODING ''UTF8''.';
+    END IF;
+END
+$$;
+
 CREATE SCHEMA barrier_internal;
 COMMENT ON SCHEMA barrier_internal IS 'pg_barrier state; use the barrier_* functions, not these tables';
 REVOKE ALL ON SCHEMA barrier_internal FROM PUBLIC;

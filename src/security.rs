@@ -6,67 +6,82 @@
 //! way PostgreSQL itself runs maintenance commands as a table's owner. The caller's own identity
 //! decides ownership checks; it never reaches SQL text.
 
-use std::cell::Cell;
-
 use pgrx::pg_sys;
 use pgrx::spi::{Spi, SpiClient};
 
 use crate::error::{BarrierError, Result};
 
-/// Runs `work` as the state tables' owner with an SPI client that may write, handing it the
-/// calling role for ownership checks.
-pub fn write_as_owner<T>(
-    work: impl FnOnce(&mut SpiClient<'_>, pg_sys::Oid) -> Result<T>,
-) -> Result<T> {
-    let caller = calling_role();
+/// Who called, captured before the switch.
+#[derive(Clone, Copy)]
+pub struct Caller {
+    /// The calling role (after SET ROLE), for ownership checks.
+    pub role: pg_sys::Oid,
+    /// The memory context the function was called in: values returned to the caller are copied
+    /// here, so they outlive SPI but not the call.
+    pub memory: pg_sys::MemoryContext,
+}
+
+impl Caller {
+    fn capture() -> Self {
+        // SAFETY: reads backend-local state.
+        unsafe {
+            Caller {
+                role: pg_sys::GetUserId(),
+                memory: pg_sys::CurrentMemoryContext,
+            }
+        }
+    }
+}
+
+/// Runs `work` as the state tables' owner with an SPI client that may write.
+pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
+    let caller = Caller::capture();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect_mut(|client| work(client, caller))
 }
 
-/// Like `write_as_owner`, for work that only reads (STABLE functions: the caller's snapshot).
-pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, pg_sys::Oid) -> Result<T>) -> Result<T> {
-    let caller = calling_role();
+/// Like `write_as_owner`, for work that only reads.
+pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
+    let caller = Caller::capture();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect(|client| work(client, caller))
 }
 
-/// The role calling us (after SET ROLE, before any switch of ours).
-fn calling_role() -> pg_sys::Oid {
-    // SAFETY: reads backend-local state.
-    unsafe { pg_sys::GetUserId() }
-}
-
 /// A role may act on a barrier if it has the privileges of the barrier's owner (is the owner, an
 /// inheriting member of it, or a superuser).
-pub fn check_owner(caller: pg_sys::Oid, owner: pg_sys::Oid, id: &str) -> Result<()> {
+pub fn check_owner(caller: Caller, owner: pg_sys::Oid, id: &str) -> Result<()> {
     // SAFETY: a catalog lookup on two role oids.
-    if unsafe { pg_sys::has_privs_of_role(caller, owner) } {
+    if unsafe { pg_sys::has_privs_of_role(caller.role, owner) } {
         Ok(())
     } else {
         Err(BarrierError::NotOwner { id: id.to_string() })
     }
 }
 
-thread_local! {
-    static STATE_OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
-}
-
-/// The owner of the state tables, looked up once per backend.
+/// The owner of the state tables, from the catalog caches: no SPI, no transaction id, nothing
+/// cached across calls (so a re-created extension or a reassigned owner is seen at once).
 fn state_owner() -> Result<pg_sys::Oid> {
-    if let Some(owner) = STATE_OWNER.get() {
-        return Ok(owner);
+    // SAFETY: catalog cache look-ups by name and oid; the tuple is released before returning.
+    // Name look-ups here check no privileges, which callers of the API do not have on the schema.
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"barrier_internal".as_ptr(), true);
+        let table = pg_sys::get_relname_relid(c"barrier".as_ptr(), schema);
+        if table == pg_sys::InvalidOid {
+            return Err(BarrierError::Internal(
+                "the pg_barrier state tables are missing".into(),
+            ));
+        }
+        let tuple =
+            pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, table.into());
+        if tuple.is_null() {
+            return Err(BarrierError::Internal(
+                "the pg_barrier state table vanished".into(),
+            ));
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        Ok(owner)
     }
-    let owner = Spi::get_one::<pg_sys::Oid>(
-        // By name through the catalogs: a regclass cast would need USAGE on the schema, which
-        // callers do not have.
-        "SELECT c.relowner FROM pg_catalog.pg_class c \
-           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-          WHERE n.nspname OPERATOR(pg_catalog.=) 'barrier_internal' \
-            AND c.relname OPERATOR(pg_catalog.=) 'barrier'",
-    )?
-    .ok_or_else(|| BarrierError::Internal("pg_barrier state table is missing".into()))?;
-    STATE_OWNER.set(Some(owner));
-    Ok(owner)
 }
 
 /// While alive, SQL runs as the state tables' owner, in a security-restricted operation.

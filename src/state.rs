@@ -86,6 +86,10 @@ const INTERVAL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INTERVALOID);
 struct Statement {
     sql: &'static str,
     types: &'static [PgOid],
+    /// Writes or locks rows. Other statements are prepared read-only: in a transaction that has
+    /// written nothing yet they run on the caller's snapshot; inside the writing functions the
+    /// row lock taken first has made the transaction a writer, so they see its own changes.
+    writes: bool,
 }
 
 thread_local! {
@@ -99,8 +103,12 @@ impl Statement {
         if let Some(plan) = PLANS.with_borrow(|plans| plans.get(&key).copied()) {
             return Ok(plan);
         }
-        let plan: &'static OwnedPreparedStatement =
-            Box::leak(Box::new(client.prepare_mut(self.sql, self.types)?.keep()));
+        let prepared = if self.writes {
+            client.prepare_mut(self.sql, self.types)?
+        } else {
+            client.prepare(self.sql, self.types)?
+        };
+        let plan: &'static OwnedPreparedStatement = Box::leak(Box::new(prepared.keep()));
         PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
         Ok(plan)
     }
@@ -128,11 +136,12 @@ impl Statement {
 
 static LOCK: Statement = Statement {
     sql: "SELECT b.owner, b.status, b.expected, b.remaining, b.slotted, b.round, \
-                 b.status = 'pending' AND b.expires_at <= pg_catalog.now() \
+                 b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
             FROM barrier_internal.barrier b \
            WHERE b.id = $1 \
              FOR NO KEY UPDATE",
     types: &[TEXT],
+    writes: true,
 };
 
 /// Takes the barrier's row lock and reads its hot row; `None` if there is no such barrier.
@@ -172,10 +181,11 @@ static INSERT_BARRIER: Statement = Statement {
     sql: "INSERT INTO barrier_internal.barrier AS b \
                  (id, round, owner, status, expected, remaining, created_at, expires_at, finished_at) \
           VALUES ($1, 1, $2, CASE WHEN $3 = 0 THEN 'complete' ELSE 'pending' END, $3, $3, \
-                  pg_catalog.now(), pg_catalog.now() + $4, \
-                  CASE WHEN $3 = 0 THEN pg_catalog.now() END) \
+                  pg_catalog.statement_timestamp(), pg_catalog.statement_timestamp() + $4, \
+                  CASE WHEN $3 = 0 THEN pg_catalog.statement_timestamp() END) \
           ON CONFLICT (id) DO NOTHING",
     types: &[TEXT, OID, INT4, INTERVAL],
+    writes: true,
 };
 
 /// Registers a new barrier; false if the id exists (the caller then locks and inspects it).
@@ -208,11 +218,12 @@ static NEW_ROUND: Statement = Statement {
              SET round = round + 1, \
                  status = CASE WHEN $2 = 0 THEN 'complete' ELSE 'pending' END, \
                  expected = $2, remaining = $2, slotted = NULL, \
-                 created_at = pg_catalog.now(), expires_at = pg_catalog.now() + $3, \
-                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.now() END \
+                 created_at = pg_catalog.statement_timestamp(), expires_at = pg_catalog.statement_timestamp() + $3, \
+                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END \
            WHERE id = $1 \
           RETURNING round",
     types: &[TEXT, INT4, INTERVAL],
+    writes: true,
 };
 
 /// Starts the barrier over: a new round with no recorded results. Returns the new round.
@@ -236,6 +247,7 @@ static WRITE_SPEC: Statement = Statement {
              SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl, \
                  reason = NULL",
     types: &[TEXT, JSONB, TEXT, INTERVAL],
+    writes: true,
 };
 
 fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<()> {
@@ -259,6 +271,7 @@ static SAME_SPEC: Statement = Statement {
             JOIN barrier_internal.barrier_spec s ON s.id = b.id \
            WHERE b.id = $1",
     types: &[TEXT, INT4, JSONB, TEXT, INTERVAL],
+    writes: false,
 };
 
 /// Whether a live barrier was registered with exactly these arguments; if not, what differs.
@@ -310,6 +323,7 @@ static RECORD_RESULT: Statement = Statement {
     sql: "INSERT INTO barrier_internal.result (barrier_id, slot, result) VALUES ($1, $2, $3) \
           ON CONFLICT (barrier_id, slot) DO NOTHING",
     types: &[TEXT, INT4, JSONB],
+    writes: true,
 };
 
 /// Records one task's result at `slot`; false if that slot already reported.
@@ -331,21 +345,23 @@ pub fn record_result(
 static HAS_RESULT: Statement = Statement {
     sql: "SELECT EXISTS (SELECT FROM barrier_internal.result WHERE barrier_id = $1 AND slot = $2)",
     types: &[TEXT, INT4],
+    writes: false,
 };
 
 /// Whether `slot` has reported in this round.
 pub fn has_result(client: &SpiClient<'_>, id: &str, slot: i32) -> Result<bool> {
-    let table = HAS_RESULT.read(client, &[id.into(), slot.into()])?;
-    required(table.first().get::<bool>(1)?)
+    let row = only_row(HAS_RESULT.read(client, &[id.into(), slot.into()])?);
+    required(row.map(|row| row.get::<bool>(1)).transpose()?.flatten())
 }
 
 static COUNT: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
              SET remaining = $2, slotted = $3, \
                  status = CASE WHEN $2 = 0 THEN 'complete' ELSE status END, \
-                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.now() END \
+                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END \
            WHERE id = $1",
     types: &[TEXT, INT4, BOOL],
+    writes: true,
 };
 
 /// Stores the decremented counter; at zero the barrier is complete. Only the narrow hot row
@@ -370,37 +386,61 @@ static COMPLETION: Statement = Statement {
             FROM barrier_internal.barrier_spec s \
            WHERE s.id = $1",
     types: &[TEXT],
+    writes: false,
 };
 
-/// Every result of the round, in slot (or arrival) order, with the callback and channel.
-pub fn completion(client: &SpiClient<'_>, id: &str) -> Result<Completion> {
-    let table = COMPLETION.read(client, &[id.into()])?;
-    let row = table
-        .into_iter()
-        .next()
+/// Every result of the round, in slot (or arrival) order, with the callback and channel; the
+/// jsonb values are copied into `memory`.
+pub fn completion(
+    client: &SpiClient<'_>,
+    id: &str,
+    memory: pg_sys::MemoryContext,
+) -> Result<Completion> {
+    let row = only_row(COMPLETION.read(client, &[id.into()])?)
         .ok_or_else(|| BarrierError::Internal("barrier spec is missing".into()))?;
     Ok(Completion {
         channel: required(row.get(1)?)?,
-        callback: row.get(2)?,
-        results: required(row.get(3)?)?,
+        callback: jsonb_at(&row, 2, memory)?,
+        results: required(jsonb_at(&row, 3, memory)?)?,
     })
+}
+
+/// The first row of `table`, positioned for `get`; `None` if it has no rows.
+fn only_row(table: SpiTupleTable<'_>) -> Option<SpiTupleTable<'_>> {
+    (!table.is_empty()).then(|| table.first())
+}
+
+/// A jsonb column of the current row, copied out of SPI's memory into `memory`.
+fn jsonb_at(
+    row: &SpiTupleTable<'_>,
+    ordinal: usize,
+    memory: pg_sys::MemoryContext,
+) -> Result<Option<RawJsonb>> {
+    // SAFETY: the column is jsonb (our own fixed SQL); the datum stays valid until SPI finishes,
+    // and the copy is made before that.
+    Ok(row
+        .get_datum_by_ordinal(ordinal)?
+        .map(|datum| unsafe { RawJsonb::copy_into(datum, memory) }))
 }
 
 static FINISH: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
-             SET status = $2, finished_at = pg_catalog.now() \
+             SET status = $2, finished_at = pg_catalog.statement_timestamp() \
            WHERE id = $1",
     types: &[TEXT, TEXT],
+    writes: true,
 };
 
 static SET_REASON: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier_spec SET reason = $2 WHERE id = $1 RETURNING channel",
     types: &[TEXT, TEXT],
+    writes: true,
 };
 
 static DELETE_RESULTS: Statement = Statement {
     sql: "DELETE FROM barrier_internal.result WHERE barrier_id = $1",
     types: &[TEXT],
+    writes: true,
 };
 
 fn delete_results(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
@@ -446,7 +486,7 @@ pub struct StatusRow {
 
 static STATUS: Statement = Statement {
     sql: "SELECT b.owner, b.id, \
-                 CASE WHEN b.status = 'pending' AND b.expires_at <= pg_catalog.now() \
+                 CASE WHEN b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
                       THEN 'expired' ELSE b.status END, \
                  b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at, \
                  s.channel, s.callback, s.reason, b.round \
@@ -454,11 +494,15 @@ static STATUS: Statement = Statement {
             JOIN barrier_internal.barrier_spec s ON s.id = b.id \
            WHERE b.id = $1",
     types: &[TEXT],
+    writes: false,
 };
 
-pub fn status(client: &SpiClient<'_>, id: &str) -> Result<Option<StatusRow>> {
-    let table = STATUS.read(client, &[id.into()])?;
-    let Some(row) = table.into_iter().next() else {
+pub fn status(
+    client: &SpiClient<'_>,
+    id: &str,
+    memory: pg_sys::MemoryContext,
+) -> Result<Option<StatusRow>> {
+    let Some(row) = only_row(STATUS.read(client, &[id.into()])?) else {
         return Ok(None);
     };
     Ok(Some(StatusRow {
@@ -471,7 +515,7 @@ pub fn status(client: &SpiClient<'_>, id: &str) -> Result<Option<StatusRow>> {
         expires_at: required(row.get(7)?)?,
         finished_at: row.get(8)?,
         channel: required(row.get(9)?)?,
-        callback: row.get(10)?,
+        callback: jsonb_at(&row, 10, memory)?,
         reason: row.get(11)?,
         round: required(row.get(12)?)?,
     }))
@@ -480,13 +524,14 @@ pub fn status(client: &SpiClient<'_>, id: &str) -> Result<Option<StatusRow>> {
 static RESULTS: Statement = Statement {
     sql: "SELECT b.owner, \
                  CASE WHEN b.status = 'complete' \
-                        OR (b.status = 'pending' AND b.expires_at > pg_catalog.now()) \
+                        OR (b.status = 'pending' AND b.expires_at > pg_catalog.statement_timestamp()) \
                  THEN COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
                                   FROM barrier_internal.result r \
                                  WHERE r.barrier_id = b.id), '[]'::jsonb) END \
             FROM barrier_internal.barrier b \
            WHERE b.id = $1",
     types: &[TEXT],
+    writes: false,
 };
 
 /// The owner and the results recorded so far (`None` for a finished barrier that holds none);
@@ -494,18 +539,19 @@ static RESULTS: Statement = Statement {
 pub fn results(
     client: &SpiClient<'_>,
     id: &str,
+    memory: pg_sys::MemoryContext,
 ) -> Result<Option<(pg_sys::Oid, Option<RawJsonb>)>> {
-    let table = RESULTS.read(client, &[id.into()])?;
-    let Some(row) = table.into_iter().next() else {
+    let Some(row) = only_row(RESULTS.read(client, &[id.into()])?) else {
         return Ok(None);
     };
-    Ok(Some((required(row.get(1)?)?, row.get(2)?)))
+    Ok(Some((required(row.get(1)?)?, jsonb_at(&row, 2, memory)?)))
 }
 
 static NOTIFY: Statement = Statement {
     sql: "SELECT pg_catalog.pg_notify($1, \
                  pg_catalog.json_build_object('id', $2, 'status', $3, 'round', $4)::text)",
     types: &[TEXT, TEXT, TEXT, INT8],
+    writes: true,
 };
 
 /// Queues the wake-up for a terminal transition; PostgreSQL delivers it when the transaction

@@ -111,11 +111,19 @@ pub fn ttl(ttl: Option<Interval>) -> Result<Interval> {
     let Some(ttl) = ttl else {
         return Ok(Interval::from_seconds(f64::from(gucs::DEFAULT_TTL.get())));
     };
+    // Parts of mixed signs ('1 mon -30 days') can land before the start once months are
+    // calendar months: every part must be >= 0.
+    if ttl.months() < 0 || ttl.days() < 0 || ttl.micros() < 0 {
+        return Err(BarrierError::invalid(
+            "ttl",
+            "must be a positive interval with no negative part",
+        ));
+    }
     // PostgreSQL orders intervals by this same span: a month is 30 days, a day 24 hours.
     let span = i128::from(ttl.months()) * 30 * 86_400_000_000
         + i128::from(ttl.days()) * 86_400_000_000
         + i128::from(ttl.micros());
-    if span <= 0 {
+    if span == 0 {
         return Err(BarrierError::invalid("ttl", "must be a positive interval"));
     }
     if span > MAX_TTL_MICROS {

@@ -1,6 +1,7 @@
 //! Client-side tests: separate connections to a real server, for what one backend cannot show
 //! (races between sessions, NOTIFY at commit, rollbacks, roles and installs).
 
+mod faults;
 mod notify;
 mod races;
 mod roles;

@@ -149,7 +149,15 @@ fn payloads_carry_any_id_exactly() {
     let mut listener = listen("notify_ids");
     let mut worker = connect();
     let long = "\u{1F600}'\"\\".repeat(64); // 448 bytes of emoji, quotes and backslashes
-    let ids = [long.as_str(), "tab\there", "новый", "a'b\"c"];
+                                            // The worst case for the payload: 512 control characters, each escaped to six bytes.
+    let controls = "\u{1}".repeat(512);
+    let ids = [
+        long.as_str(),
+        controls.as_str(),
+        "tab\there",
+        "новый",
+        "a'b\"c",
+    ];
     for id in ids {
         worker
             .execute(

@@ -68,6 +68,38 @@ fn a_database_owner_installs_it_and_other_roles_are_refused() {
     let answer = decr(&mut owner, "mine", None, Some(1)).unwrap();
     assert_eq!(answer.status, "complete");
     assert_eq!(answer.results, Some(serde_json::json!([null, null])));
+    // A caught error, whether ours (42501) or PostgreSQL's from inside our SQL (25006), leaves
+    // the session as the calling role: no privilege of the tables' owner leaks out.
+    other
+        .execute("SELECT barrier_enqueue('caught', 2)", &[])
+        .unwrap();
+    other
+        .batch_execute(
+            "DO $$ BEGIN PERFORM barrier_decr('mine', NULL, 0);
+                   EXCEPTION WHEN insufficient_privilege THEN NULL; END $$;
+             BEGIN READ ONLY;
+             DO $$ BEGIN PERFORM barrier_decr('caught');
+                   EXCEPTION WHEN read_only_sql_transaction THEN NULL; END $$;",
+        )
+        .unwrap();
+    let row = other
+        .query_one("SELECT current_user::text, session_user::text", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("other_app".into(), "other_app".into())
+    );
+    let error = other
+        .batch_execute("SAVEPOINT s; SELECT * FROM barrier_internal.barrier")
+        .expect_err("tables stay private after a caught error");
+    assert_eq!(sqlstate(&error), "42501", "{error}");
+    other.batch_execute("ROLLBACK").unwrap();
+    let remaining: i32 = other
+        .query_one("SELECT remaining FROM barrier_status('caught')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(remaining, 2);
+
     // The other role keeps its own barriers.
     other
         .execute("SELECT barrier_enqueue('theirs', 1)", &[])
