@@ -225,6 +225,49 @@ fn concurrent_enqueues_of_one_id_register_it_once() {
 }
 
 #[test]
+fn snapshot_isolation_waits_for_an_open_report_then_fails_or_counts() {
+    let id = "race-rr-wait";
+    let mut admin = connect();
+    admin
+        .execute("SELECT barrier_enqueue($1, 3)", &[&id])
+        .unwrap();
+    let mut holder = connect();
+    let mut late = connect();
+    for (holder_commits, expected) in [(true, Err("40001")), (false, Ok("pending"))] {
+        let mut held = holder.transaction().unwrap();
+        assert_eq!(decr(&mut held, id, None, None).unwrap().status, "pending");
+        let mut tx = late
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .start()
+            .unwrap();
+        tx.query_one("SELECT 1", &[]).unwrap(); // snapshot taken while the report is open
+        let answer = thread::scope(|scope| {
+            let waiting = scope.spawn(|| decr(&mut tx, id, None, None));
+            thread::sleep(std::time::Duration::from_millis(300));
+            if holder_commits {
+                held.commit().unwrap();
+            } else {
+                held.rollback().unwrap();
+            }
+            waiting.join().unwrap()
+        });
+        match (answer, expected) {
+            (Err(error), Err(code)) => assert_eq!(sqlstate(&error), code, "{error}"),
+            (Ok(answer), Ok(status)) => assert_eq!(answer.status, status),
+            (got, want) => panic!("holder commits: {holder_commits}: got {got:?}, want {want:?}"),
+        }
+        tx.commit().ok();
+    }
+    // One report from the committed holder, one from the RR session after the rollback.
+    let remaining: i32 = admin
+        .query_one("SELECT remaining FROM barrier_status($1)", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(remaining, 1);
+}
+
+#[test]
 fn snapshot_isolation_turns_a_lost_race_into_40001() {
     for (id, level) in [
         ("race-rr", IsolationLevel::RepeatableRead),
