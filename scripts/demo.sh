@@ -14,7 +14,7 @@ bindir=$("$PG_CONFIG" --bindir)
 say "Building and installing the extension (release)"
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 
-as_postgres() { sudo -u postgres "$@"; }
+as_postgres() { runuser -u postgres -- "$@"; }
 if [[ ! -s "$pgdata/PG_VERSION" ]]; then
   say "Creating a demo cluster in $pgdata"
   install -d -o postgres -g postgres "$pgdata"
@@ -37,5 +37,5 @@ cat <<TXT
 The demo server keeps running. Try it yourself:
   psql -h localhost -p $port -U postgres
 Stop it with:
-  sudo -u postgres $bindir/pg_ctl -D $pgdata stop
+  runuser -u postgres -- $bindir/pg_ctl -D $pgdata stop
 TXT
