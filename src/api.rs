@@ -19,29 +19,48 @@ use crate::validate;
 /// Returns `'pending'`, or `'complete'` for `expected = 0` (an empty fan-in completes, and
 /// notifies, at once). Re-enqueueing a live barrier with the same arguments changes nothing;
 /// with other arguments it is an error unless `replace`, which starts it over. A finished
-/// barrier (complete, aborted or expired) is replaced by a new round.
-#[pg_extern(volatile, parallel_unsafe)]
+/// barrier (complete, aborted or expired) is replaced by a new round. `stall_timeout` (default
+/// `pg_barrier.stall_timeout`, off) lets `barrier_sweep` expire a barrier that gets no report for
+/// that long.
+#[pg_extern(name = "barrier_enqueue", volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn barrier_enqueue(
+fn barrier_enqueue_v2(
     id: Option<&str>,
     expected: Option<i32>,
     callback: default!(Option<RawJsonb>, "NULL"),
     ttl: default!(Option<Interval>, "NULL"),
     channel: default!(Option<&str>, "NULL"),
     replace: default!(Option<bool>, "false"),
+    stall_timeout: default!(Option<Interval>, "NULL"),
 ) -> String {
     report("barrier_enqueue", || {
         let id = validate::id(id)?;
         let channel = validate::channel(channel)?;
         let spec = Spec {
             expected: validate::expected(expected)?,
-            callback,
+            callback: validate::jsonb_size("callback", callback)?,
             channel: &channel,
             ttl: validate::ttl(ttl)?,
+            stall_timeout: validate::stall_timeout(stall_timeout)?,
         };
         let replace = validate::required("replace", replace)?;
         enqueue(id, &spec, replace).map(|status| status.as_str().to_string())
     })
+}
+
+/// The 0.1.0 signature (without `stall_timeout`), under its original C symbol: SQL definitions
+/// of an installation not yet updated (`ALTER EXTENSION pg_barrier UPDATE`) keep working with
+/// this library. No SQL is generated for it.
+#[pg_extern(sql = false)]
+fn barrier_enqueue(
+    id: Option<&str>,
+    expected: Option<i32>,
+    callback: Option<RawJsonb>,
+    ttl: Option<Interval>,
+    channel: Option<&str>,
+    replace: Option<bool>,
+) -> String {
+    barrier_enqueue_v2(id, expected, callback, ttl, channel, replace, None)
 }
 
 fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
@@ -106,8 +125,18 @@ fn re_enqueue(
 
 /// Stores the expiry that a caller just observed, and tells the listeners.
 fn expire(client: &mut SpiClient<'_>, id: &str, barrier: &Locked) -> Result<()> {
-    let channel = state::finish(client, id, Status::Expired, None)?;
-    state::notify(client, &channel, id, Status::Expired, barrier.round)
+    expire_round(client, id, barrier.round, None)
+}
+
+/// Ends round `round` of a locked, pending barrier as expired and notifies.
+pub(crate) fn expire_round(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    round: i64,
+    reason: Option<&str>,
+) -> Result<()> {
+    let channel = state::finish(client, id, Status::Expired, reason)?;
+    state::notify(client, &channel, id, Status::Expired, round)
 }
 
 /// One row of `barrier_decr`: what this report did.
@@ -151,6 +180,7 @@ fn barrier_decr(
     report("barrier_decr", || {
         let id = validate::id(id)?;
         let slot = validate::slot(slot)?;
+        let result = validate::jsonb_size("result", result)?;
         let decrement = decrement(id, result, slot)?;
         let (results, callback) = match decrement.completion {
             Some(completion) => (Some(completion.results), completion.callback),

@@ -533,6 +533,8 @@ mod tests {
             "SELECT barrier_enqueue('owned', 2)",
             "SELECT barrier_enqueue('owned', 5, replace => true)",
             "SELECT barrier_enqueue('owned_done', 1)",
+            "SELECT * FROM barrier_take('owned_done')",
+            "SELECT barrier_add('owned', 1)",
             "DELETE FROM barrier_internal.barrier",
             "SELECT * FROM barrier_internal.result",
         ] {
@@ -544,5 +546,250 @@ mod tests {
         Spi::run("RESET ROLE").unwrap();
         // And so does a superuser.
         assert_eq!(decr("'owned'").0, "complete");
+    }
+
+    /// Moves a barrier's clocks into the past, as time would.
+    fn age(id: &str, column: &str) {
+        Spi::run(&format!(
+            "UPDATE barrier_internal.barrier SET {column} = statement_timestamp() - interval '1 second' \
+              WHERE id = '{id}'"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn take_hands_out_a_completion_once() {
+        Spi::run("SELECT barrier_enqueue('t', 2, '{\"next\": \"merge\"}')").unwrap();
+        decr("'t', '\"b\"', 1");
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_take('t')"),
+            Some(0),
+            "pending: nothing to take"
+        );
+        decr("'t', '\"a\"', 0");
+        assert_eq!(
+            text("SELECT results::text || ' ' || callback::text FROM barrier_take('t')").as_deref(),
+            Some(r#"["a", "b"] {"next": "merge"}"#)
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_take('t')"),
+            Some(0),
+            "taken once"
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_internal.result WHERE barrier_id = 't'"),
+            Some(0)
+        );
+        assert_eq!(text("SELECT barrier_results('t')::text"), None);
+        assert_eq!(status_of("t").as_deref(), Some("complete"));
+        // A late re-report of a counted slot: its result is gone, the barrier is complete.
+        assert_eq!(decr("'t', NULL, 0").0, "already_complete");
+        assert_eq!(int("SELECT count(*) FROM barrier_take('nope')"), Some(0));
+    }
+
+    #[pg_test]
+    fn completions_list_untaken_completions_by_channel_oldest_first() {
+        Spi::run("SELECT barrier_enqueue('c1', 1, channel => 'a'), barrier_enqueue('c2', 1, channel => 'b')")
+            .unwrap();
+        Spi::run("SELECT barrier_enqueue('c3', 1, channel => 'a'), barrier_enqueue('c4', 2, channel => 'a')")
+            .unwrap();
+        for id in ["c3", "c1", "c2", "c4"] {
+            decr(&format!("'{id}', '\"{id}\"'"));
+        }
+        // c3 finished first; order by finished_at then id, which ties here: c1 before c3.
+        assert_eq!(
+            text(
+                "SELECT string_agg(id || '=' || results::text, ',') FROM barrier_completions('a')"
+            )
+            .as_deref(),
+            Some(r#"c1=["c1"],c3=["c3"]"#)
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_completions('a')"),
+            Some(0)
+        );
+        assert_eq!(
+            text("SELECT string_agg(id, ',') FROM barrier_completions(max_rows => 5)").as_deref(),
+            Some("c2")
+        );
+        assert_fails("SELECT * FROM barrier_completions(max_rows => 0)", "22023");
+        assert_fails(
+            "SELECT * FROM barrier_completions(max_rows => NULL)",
+            "22004",
+        );
+    }
+
+    #[pg_test]
+    fn add_grows_a_pending_barrier_only() {
+        Spi::run("SELECT barrier_enqueue('g', 2)").unwrap();
+        decr("'g', '0', 0");
+        assert_eq!(int("SELECT barrier_add('g', 2)::bigint"), Some(4));
+        assert_eq!(int("SELECT remaining FROM barrier_status('g')"), Some(3));
+        assert_eq!(decr("'g', '3', 3").0, "pending");
+        assert_eq!(decr("'g', '1', 1").0, "pending");
+        assert_eq!(
+            decr("'g', '2', 2"),
+            (
+                "complete".into(),
+                Some(0),
+                Some("[0, 1, 2, 3]".into()),
+                None
+            )
+        );
+        assert_fails("SELECT barrier_add('g', 1)", "55000");
+        assert_fails("SELECT barrier_add('nope', 1)", "42704");
+        Spi::run("SELECT barrier_enqueue('h', 1)").unwrap();
+        assert_fails("SELECT barrier_add('h', 0)", "22023");
+        assert_fails("SELECT barrier_add('h', NULL)", "22004");
+        assert_fails("SELECT barrier_add(NULL, 1)", "22004");
+        assert_fails("SELECT barrier_add('h', 2147483647)", "22023");
+        Spi::run("SELECT barrier_abort('h')").unwrap();
+        assert_fails("SELECT barrier_add('h', 1)", "55000");
+    }
+
+    #[pg_test]
+    fn sweep_expires_stalls_and_deletes_by_retention() {
+        Spi::run("SELECT barrier_enqueue('late', 2), barrier_enqueue('quiet', 2, stall_timeout => '1 hour')")
+            .unwrap();
+        Spi::run("SELECT barrier_enqueue('busy', 2, stall_timeout => '1 hour'), barrier_enqueue('fine', 2)")
+            .unwrap();
+        decr("'late', '1'");
+        age("late", "expires_at");
+        age("quiet", "progress_at");
+        Spi::run(
+            "UPDATE barrier_internal.barrier SET progress_at = progress_at - interval '2 hours' \
+                   WHERE id = 'quiet'",
+        )
+        .unwrap();
+        assert_eq!(
+            text("SELECT expired || ',' || deleted FROM barrier_sweep()").as_deref(),
+            Some("2,0")
+        );
+        assert_eq!(
+            text("SELECT status || ':' || coalesce(reason, '-') FROM barrier_status('late')")
+                .as_deref(),
+            Some("expired:-")
+        );
+        assert_eq!(
+            text("SELECT status || ':' || reason FROM barrier_status('quiet')").as_deref(),
+            Some("expired:no report within stall_timeout")
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_internal.result WHERE barrier_id = 'late'"),
+            Some(0)
+        );
+        assert_eq!(status_of("busy").as_deref(), Some("pending"));
+        assert_eq!(status_of("fine").as_deref(), Some("pending"));
+        // Nothing is old enough to delete under the default retention of a day.
+        assert_eq!(
+            text("SELECT expired || ',' || deleted FROM barrier_sweep()").as_deref(),
+            Some("0,0")
+        );
+
+        // With no retention: finished barriers go, an aborted one only after its expiry.
+        Spi::run("SET LOCAL pg_barrier.retention = 0").unwrap();
+        Spi::run("SELECT barrier_enqueue('done', 1), barrier_enqueue('stopped', 1)").unwrap();
+        decr("'done'");
+        Spi::run("SELECT barrier_abort('stopped')").unwrap();
+        assert_eq!(
+            text("SELECT expired || ',' || deleted FROM barrier_sweep(1)").as_deref(),
+            Some("0,1")
+        );
+        assert_eq!(
+            text("SELECT expired || ',' || deleted FROM barrier_sweep()").as_deref(),
+            Some("0,2")
+        );
+        assert_eq!(status_of("stopped").as_deref(), Some("aborted"));
+        age("stopped", "expires_at");
+        assert_eq!(
+            text("SELECT expired || ',' || deleted FROM barrier_sweep()").as_deref(),
+            Some("0,1")
+        );
+        assert_eq!(
+            int("SELECT count(*) FROM barrier_internal.barrier_spec WHERE id IN ('late', 'quiet', 'done', 'stopped')"),
+            Some(0)
+        );
+        assert_eq!(status_of("fine").as_deref(), Some("pending"));
+        assert_fails("SELECT * FROM barrier_sweep(0)", "22023");
+    }
+
+    #[pg_test]
+    fn stall_timeout_comes_from_the_argument_or_the_setting() {
+        Spi::run("SELECT barrier_enqueue('s1', 1)").unwrap();
+        Spi::run("SET LOCAL pg_barrier.stall_timeout = '30min'").unwrap();
+        Spi::run(
+            "SELECT barrier_enqueue('s2', 1), barrier_enqueue('s3', 1, stall_timeout => '2 hours')",
+        )
+        .unwrap();
+        assert_eq!(
+            text("SELECT string_agg(id || '=' || coalesce(stall_timeout::text, '-'), ' ' ORDER BY id) \
+                    FROM barrier_internal.barrier_spec WHERE id IN ('s1', 's2', 's3')")
+                .as_deref(),
+            Some("s1=- s2=00:30:00 s3=02:00:00")
+        );
+        assert_eq!(
+            text("SELECT barrier_enqueue('s3', 1, stall_timeout => '2 hours')").as_deref(),
+            Some("pending")
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('s3', 1, stall_timeout => '3 hours')",
+            "42710",
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('s4', 1, stall_timeout => '0 s')",
+            "22023",
+        );
+        assert_fails(
+            "SELECT barrier_enqueue('s4', 1, stall_timeout => '-1 s')",
+            "22023",
+        );
+    }
+
+    #[pg_test]
+    fn oversized_results_and_callbacks_are_refused_with_54000() {
+        let fits = format!("'\"{}\"'", "x".repeat(90));
+        let over = format!("'\"{}\"'", "x".repeat(91));
+        let limit = int(&format!("SELECT pg_column_size({fits}::jsonb)::bigint")).unwrap();
+        Spi::run(&format!("SET LOCAL pg_barrier.max_result_bytes = {limit}")).unwrap();
+        Spi::run("SELECT barrier_enqueue('big', 2)").unwrap();
+        assert_eq!(decr(&format!("'big', {fits}")).0, "pending");
+        assert_fails(&format!("SELECT barrier_decr('big', {over})"), "54000");
+        assert_fails(
+            &format!("SELECT barrier_enqueue('big2', 1, {over})"),
+            "54000",
+        );
+        assert_eq!(int("SELECT remaining FROM barrier_status('big')"), Some(1));
+    }
+
+    #[pg_test]
+    fn stats_count_what_the_role_may_see() {
+        Spi::run(
+            "SELECT barrier_enqueue('p1', 2), barrier_enqueue('p2', 1), barrier_enqueue('d', 1)",
+        )
+        .unwrap();
+        Spi::run("SELECT barrier_enqueue('x', 1), barrier_abort('x')").unwrap();
+        decr("'p1', '\"r\"'");
+        decr("'d'");
+        assert_eq!(
+            text(
+                "SELECT concat_ws(',', pending, complete, aborted, expired, untaken, result_rows) \
+                    FROM barrier_stats()"
+            )
+            .as_deref(),
+            Some("2,1,1,0,1,2")
+        );
+        assert!(boolean(
+            "SELECT oldest_pending_age >= interval '0' AND result_bytes > 0 FROM barrier_stats()"
+        ));
+        Spi::run("CREATE ROLE barrier_stranger").unwrap();
+        Spi::run("SET LOCAL ROLE barrier_stranger").unwrap();
+        assert_eq!(
+            text(
+                "SELECT concat_ws(',', pending, complete, aborted, expired, untaken, result_rows) \
+                    FROM barrier_stats()"
+            )
+            .as_deref(),
+            Some("0,0,0,0,0,0")
+        );
     }
 }

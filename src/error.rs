@@ -23,6 +23,16 @@ pub enum BarrierError {
         limit: usize,
         actual: usize,
     },
+    /// A jsonb argument is larger than `pg_barrier.max_result_bytes`.
+    TooLarge {
+        argument: &'static str,
+        limit: usize,
+        actual: usize,
+    },
+    /// No barrier has this id (for calls that need one).
+    Unknown { id: String },
+    /// The barrier is not in a state that allows the call.
+    WrongState { id: String, status: &'static str },
     /// A live barrier with this id was registered with other arguments.
     Conflict { id: String, detail: String },
     /// The calling role may not act on this barrier.
@@ -57,6 +67,11 @@ impl BarrierError {
             BarrierError::NullArgument { .. } => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             BarrierError::InvalidArgument { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             BarrierError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+            BarrierError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            BarrierError::Unknown { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            BarrierError::WrongState { .. } => {
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             BarrierError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -86,6 +101,23 @@ impl BarrierError {
                 format!("{function}: argument \"{argument}\" is too long ({actual} bytes, the limit is {limit})"),
                 function,
             ),
+            BarrierError::TooLarge { argument, limit, actual } => ErrorReport::new(
+                code,
+                format!("{function}: argument \"{argument}\" is {actual} bytes, over pg_barrier.max_result_bytes ({limit})"),
+                function,
+            )
+            .set_hint("Store large results elsewhere and report a reference, or raise pg_barrier.max_result_bytes."),
+            BarrierError::Unknown { id } => ErrorReport::new(
+                code,
+                format!("{function}: barrier \"{}\" does not exist", display_id(&id)),
+                function,
+            ),
+            BarrierError::WrongState { id, status } => ErrorReport::new(
+                code,
+                format!("{function}: barrier \"{}\" is {status}", display_id(&id)),
+                function,
+            )
+            .set_detail("Only a pending barrier can take more tasks."),
             BarrierError::Conflict { id, detail } => ErrorReport::new(
                 code,
                 format!("{function}: a live barrier \"{}\" exists with different arguments", display_id(&id)),

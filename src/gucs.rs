@@ -12,6 +12,22 @@ pub static CHANNEL: GucSetting<Option<std::ffi::CString>> =
 /// How long a barrier enqueued without a ttl may live, in seconds (6 hours).
 pub static DEFAULT_TTL: GucSetting<i32> = GucSetting::<i32>::new(6 * 60 * 60);
 
+/// How long finished barriers are kept before `barrier_sweep` deletes them, in seconds (1 day).
+pub static RETENTION: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
+
+/// Expire barriers with no report for this long, in seconds; 0 (the default) never does.
+pub static STALL_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// Largest accepted result or callback, in bytes (1 MB).
+pub static MAX_RESULT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+
+/// How often the background sweeper runs, in seconds.
+pub static SWEEP_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+/// Databases the background sweeper works in, comma-separated; empty: none.
+pub static SWEEP_DATABASES: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(None);
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"pg_barrier.channel",
@@ -31,7 +47,75 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_int_guc(
+        c"pg_barrier.retention",
+        c"How long barrier_sweep keeps finished barriers.",
+        c"Completed (taken or not), aborted and expired barriers older than this are deleted; aborted ones are kept at least until their expiry.",
+        &RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_barrier.stall_timeout",
+        c"Default no-progress window of new barriers; 0 disables it.",
+        c"barrier_sweep expires a pending barrier that has had no report for this long.",
+        &STALL_TIMEOUT,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_barrier.max_result_bytes",
+        c"Largest result or callback accepted, in bytes.",
+        c"Larger values are refused with SQLSTATE 54000.",
+        &MAX_RESULT_BYTES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_barrier.sweep_interval",
+        c"How often the background sweeper runs barrier_sweep().",
+        c"Takes effect on reload (SIGHUP).",
+        &SWEEP_INTERVAL,
+        1,
+        24 * 60 * 60,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    // A server-start setting can only be defined while the server loads preloaded libraries.
+    // SAFETY: reads a flag the postmaster sets while loading shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"pg_barrier.sweep_databases",
+            c"Databases the background sweeper works in, comma-separated.",
+            c"Needs pg_barrier in shared_preload_libraries; one worker per database, started with the server.",
+            &SWEEP_DATABASES,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     reserve_prefix(c"pg_barrier");
+}
+
+/// The databases named in `pg_barrier.sweep_databases`.
+pub fn sweep_databases() -> Vec<String> {
+    SWEEP_DATABASES
+        .get()
+        .map(|value| {
+            value
+                .to_string_lossy()
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The channel setting as text; `None` if it was set to an empty value.

@@ -36,6 +36,12 @@ impl FromDatum for RawJsonb {
 }
 
 impl RawJsonb {
+    /// The value's uncompressed size in bytes.
+    pub fn size(self) -> usize {
+        // SAFETY: a valid jsonb datum; only its header is read.
+        unsafe { pg_sys::toast_raw_datum_size(self.0) }
+    }
+
     /// A detoasted copy of a jsonb datum, allocated in `memory`.
     ///
     /// # Safety

@@ -11,8 +11,10 @@ mod api;
 mod error;
 mod gucs;
 mod jsonb;
+mod lifecycle;
 mod security;
 mod state;
+mod sweeper;
 mod validate;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -23,6 +25,7 @@ extension_sql_file!("schema.sql", name = "state_tables", bootstrap);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    sweeper::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -19,12 +19,14 @@ COMMENT ON SCHEMA barrier_internal IS 'pg_barrier state; use the barrier_* funct
 REVOKE ALL ON SCHEMA barrier_internal FROM PUBLIC;
 
 -- The hot row: one per barrier id, rewritten by every decrement. It stays narrow (no results, no
--- callback) and no indexed column ever changes, so decrements are HOT updates. fillfactor leaves
--- room on the page for the new versions.
+-- callback), and a decrement changes no indexed column (the partial indexes below depend on
+-- status, expires_at and finished_at, which only enqueue and the end of a round change), so
+-- decrements are HOT updates. fillfactor leaves room on the page for the new versions.
+-- `owner` is a regrole so that pg_dump writes the role's name, not an oid of another cluster.
 CREATE TABLE barrier_internal.barrier (
     id          text        NOT NULL PRIMARY KEY,
     round       bigint      NOT NULL CHECK (round > 0),
-    owner       oid         NOT NULL,
+    owner       regrole     NOT NULL,
     status      text        NOT NULL CHECK (status IN ('pending', 'complete', 'aborted', 'expired')),
     expected    integer     NOT NULL CHECK (expected >= 0),
     remaining   integer     NOT NULL CHECK (remaining >= 0 AND remaining <= expected),
@@ -32,19 +34,32 @@ CREATE TABLE barrier_internal.barrier (
     created_at  timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
     finished_at timestamptz,
+    progress_at timestamptz NOT NULL,
+    taken_at    timestamptz,
     CHECK ((status = 'pending') = (finished_at IS NULL)),
-    CHECK (status <> 'complete' OR remaining = 0)
+    CHECK (status <> 'complete' OR remaining = 0),
+    CHECK (taken_at IS NULL OR status = 'complete')
 ) WITH (fillfactor = 70);
 
--- What the enqueue asked for. Written by enqueue and abort, read at completion and by status;
--- a decrement never touches it.
+-- What the sweep looks for: live barriers by deadline, finished ones by age.
+CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier (expires_at)
+    WHERE status = 'pending';
+CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
+    WHERE status <> 'pending';
+
+-- What the enqueue asked for. Written by enqueue, abort and add, read at completion and by
+-- status; a decrement never touches it.
 CREATE TABLE barrier_internal.barrier_spec (
-    id       text     NOT NULL PRIMARY KEY,
-    callback jsonb,
-    channel  text     NOT NULL,
-    ttl      interval NOT NULL,
-    reason   text
+    id            text     NOT NULL PRIMARY KEY,
+    callback      jsonb,
+    channel       text     NOT NULL,
+    ttl           interval NOT NULL,
+    reason        text,
+    stall_timeout interval
 );
+
+CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
+    WHERE stall_timeout IS NOT NULL;
 
 -- One row per counted task of the current round: `slot` is the task's slot for slotted barriers
 -- and its arrival ordinal otherwise. Results are written once and never rewritten.
@@ -57,3 +72,8 @@ CREATE TABLE barrier_internal.result (
 
 REVOKE ALL ON TABLE barrier_internal.barrier, barrier_internal.barrier_spec, barrier_internal.result
     FROM PUBLIC;
+
+-- pg_dump saves the state with the extension, so a restored database resumes its barriers.
+SELECT pg_catalog.pg_extension_config_dump('barrier_internal.barrier', '');
+SELECT pg_catalog.pg_extension_config_dump('barrier_internal.barrier_spec', '');
+SELECT pg_catalog.pg_extension_config_dump('barrier_internal.result', '');

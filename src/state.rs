@@ -61,6 +61,8 @@ pub struct Locked {
     pub round: i64,
     /// Pending, but its ttl has run out: any call that sees it finishes it as expired.
     pub past_expiry: bool,
+    /// Complete, and its results were handed to a consumer.
+    pub taken: bool,
 }
 
 impl Locked {
@@ -135,8 +137,9 @@ impl Statement {
 }
 
 static LOCK: Statement = Statement {
-    sql: "SELECT b.owner, b.status, b.expected, b.remaining, b.slotted, b.round, \
-                 b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
+    sql: "SELECT b.owner::oid, b.status, b.expected, b.remaining, b.slotted, b.round, \
+                 b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp(), \
+                 b.taken_at IS NOT NULL \
             FROM barrier_internal.barrier b \
            WHERE b.id = $1 \
              FOR NO KEY UPDATE",
@@ -162,6 +165,7 @@ pub fn lock(client: &mut SpiClient<'_>, id: &str) -> Result<Option<Locked>> {
         slotted: row.get(5)?,
         round: required(row.get(6)?)?,
         past_expiry: required(row.get(7)?)?,
+        taken: required(row.get(8)?)?,
     }))
 }
 
@@ -175,14 +179,18 @@ pub struct Spec<'a> {
     pub callback: Option<RawJsonb>,
     pub channel: &'a str,
     pub ttl: Interval,
+    /// Expire the barrier after this long without a report; `None`: never.
+    pub stall_timeout: Option<Interval>,
 }
 
 static INSERT_BARRIER: Statement = Statement {
     sql: "INSERT INTO barrier_internal.barrier AS b \
-                 (id, round, owner, status, expected, remaining, created_at, expires_at, finished_at) \
+                 (id, round, owner, status, expected, remaining, created_at, expires_at, \
+                  finished_at, progress_at) \
           VALUES ($1, 1, $2, CASE WHEN $3 = 0 THEN 'complete' ELSE 'pending' END, $3, $3, \
                   pg_catalog.statement_timestamp(), pg_catalog.statement_timestamp() + $4, \
-                  CASE WHEN $3 = 0 THEN pg_catalog.statement_timestamp() END) \
+                  CASE WHEN $3 = 0 THEN pg_catalog.statement_timestamp() END, \
+                  pg_catalog.statement_timestamp()) \
           ON CONFLICT (id) DO NOTHING",
     types: &[TEXT, OID, INT4, INTERVAL],
     writes: true,
@@ -218,8 +226,10 @@ static NEW_ROUND: Statement = Statement {
              SET round = round + 1, \
                  status = CASE WHEN $2 = 0 THEN 'complete' ELSE 'pending' END, \
                  expected = $2, remaining = $2, slotted = NULL, \
-                 created_at = pg_catalog.statement_timestamp(), expires_at = pg_catalog.statement_timestamp() + $3, \
-                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END \
+                 created_at = pg_catalog.statement_timestamp(), \
+                 expires_at = pg_catalog.statement_timestamp() + $3, \
+                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END, \
+                 progress_at = pg_catalog.statement_timestamp(), taken_at = NULL \
            WHERE id = $1 \
           RETURNING round",
     types: &[TEXT, INT4, INTERVAL],
@@ -241,12 +251,12 @@ pub fn start_new_round(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) ->
 }
 
 static WRITE_SPEC: Statement = Statement {
-    sql: "INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl) \
-          VALUES ($1, $2, $3, $4) \
+    sql: "INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl, stall_timeout) \
+          VALUES ($1, $2, $3, $4, $5) \
           ON CONFLICT (id) DO UPDATE \
              SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl, \
-                 reason = NULL",
-    types: &[TEXT, JSONB, TEXT, INTERVAL],
+                 stall_timeout = excluded.stall_timeout, reason = NULL",
+    types: &[TEXT, JSONB, TEXT, INTERVAL, INTERVAL],
     writes: true,
 };
 
@@ -258,6 +268,7 @@ fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<(
             spec.callback.into(),
             spec.channel.into(),
             spec.ttl.into(),
+            spec.stall_timeout.into(),
         ],
     )?;
     Ok(())
@@ -265,12 +276,13 @@ fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<(
 
 static SAME_SPEC: Statement = Statement {
     sql: "SELECT b.expected = $2 AND s.callback IS NOT DISTINCT FROM $3 \
-                 AND s.channel = $4 AND s.ttl = $5, \
+                 AND s.channel = $4 AND s.ttl = $5 \
+                 AND s.stall_timeout IS NOT DISTINCT FROM $6, \
                  b.expected, s.callback IS NOT DISTINCT FROM $3, s.channel, s.ttl::text \
             FROM barrier_internal.barrier b \
             JOIN barrier_internal.barrier_spec s ON s.id = b.id \
            WHERE b.id = $1",
-    types: &[TEXT, INT4, JSONB, TEXT, INTERVAL],
+    types: &[TEXT, INT4, JSONB, TEXT, INTERVAL, INTERVAL],
     writes: false,
 };
 
@@ -288,6 +300,7 @@ pub fn compare_spec(
             spec.callback.into(),
             spec.channel.into(),
             spec.ttl.into(),
+            spec.stall_timeout.into(),
         ],
     )?;
     let row = table
@@ -314,7 +327,7 @@ pub fn compare_spec(
     }
     let ttl: String = required(row.get(5)?)?;
     if differences.is_empty() {
-        differences.push(format!("ttl is {ttl}"));
+        differences.push(format!("ttl or stall_timeout differs (ttl is {ttl})"));
     }
     Ok(Err(differences.join("; ")))
 }
@@ -356,7 +369,7 @@ pub fn has_result(client: &SpiClient<'_>, id: &str, slot: i32) -> Result<bool> {
 
 static COUNT: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
-             SET remaining = $2, slotted = $3, \
+             SET remaining = $2, slotted = $3, progress_at = pg_catalog.statement_timestamp(), \
                  status = CASE WHEN $2 = 0 THEN 'complete' ELSE status END, \
                  finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END \
            WHERE id = $1",
@@ -485,7 +498,7 @@ pub struct StatusRow {
 }
 
 static STATUS: Statement = Statement {
-    sql: "SELECT b.owner, b.id, \
+    sql: "SELECT b.owner::oid, b.id, \
                  CASE WHEN b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
                       THEN 'expired' ELSE b.status END, \
                  b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at, \
@@ -522,8 +535,8 @@ pub fn status(
 }
 
 static RESULTS: Statement = Statement {
-    sql: "SELECT b.owner, \
-                 CASE WHEN b.status = 'complete' \
+    sql: "SELECT b.owner::oid, \
+                 CASE WHEN (b.status = 'complete' AND b.taken_at IS NULL) \
                         OR (b.status = 'pending' AND b.expires_at > pg_catalog.statement_timestamp()) \
                  THEN COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
                                   FROM barrier_internal.result r \
@@ -573,4 +586,193 @@ pub fn notify(
         ],
     )?;
     Ok(())
+}
+
+static SWEEP_DUE: Statement = Statement {
+    sql: "SELECT b.id, b.round, b.expires_at <= pg_catalog.statement_timestamp() \
+            FROM barrier_internal.barrier b \
+            JOIN barrier_internal.barrier_spec s ON s.id = b.id \
+           WHERE b.status = 'pending' \
+             AND (b.expires_at <= pg_catalog.statement_timestamp() \
+                  OR b.progress_at + s.stall_timeout <= pg_catalog.statement_timestamp()) \
+           LIMIT $1 \
+             FOR NO KEY UPDATE OF b SKIP LOCKED",
+    types: &[INT4],
+    writes: true,
+};
+
+/// A pending barrier the sweep found past its ttl or its no-progress window, now locked.
+pub struct Due {
+    pub id: String,
+    pub round: i64,
+    /// Past its ttl (else: stalled).
+    pub by_ttl: bool,
+}
+
+/// Locks up to `limit` pending barriers past their ttl or stall window. Rows another
+/// transaction holds are skipped (their holder decides first), so sweeps never wait or deadlock,
+/// and two sweeps never pick the same barrier.
+pub fn lock_due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Due>> {
+    let table = SWEEP_DUE.write(client, &[limit.into()])?;
+    table
+        .into_iter()
+        .map(|row| {
+            Ok(Due {
+                id: required(row.get(1)?)?,
+                round: required(row.get(2)?)?,
+                by_ttl: required(row.get(3)?)?,
+            })
+        })
+        .collect()
+}
+
+static SWEEP_DELETE: Statement = Statement {
+    sql: "WITH doomed AS ( \
+              SELECT b.id FROM barrier_internal.barrier b \
+               WHERE b.status <> 'pending' \
+                 AND b.finished_at <= pg_catalog.statement_timestamp() - $2 \
+                 AND (b.status <> 'aborted' OR b.expires_at <= pg_catalog.statement_timestamp()) \
+               LIMIT $1 \
+                 FOR UPDATE OF b SKIP LOCKED), \
+          gone_results AS ( \
+              DELETE FROM barrier_internal.result r USING doomed d WHERE r.barrier_id = d.id), \
+          gone_specs AS ( \
+              DELETE FROM barrier_internal.barrier_spec s USING doomed d WHERE s.id = d.id) \
+          DELETE FROM barrier_internal.barrier b USING doomed d WHERE b.id = d.id",
+    types: &[INT4, INTERVAL],
+    writes: true,
+};
+
+/// Deletes up to `limit` finished barriers older than `retention` (aborted ones not before
+/// their expiry, so late reports still learn they were aborted). Returns how many.
+pub fn delete_finished(
+    client: &mut SpiClient<'_>,
+    limit: i32,
+    retention: Interval,
+) -> Result<usize> {
+    Ok(SWEEP_DELETE
+        .write(client, &[limit.into(), retention.into()])?
+        .len())
+}
+
+static CLAIM_COMPLETIONS: Statement = Statement {
+    sql: "SELECT b.id FROM barrier_internal.barrier b \
+            JOIN barrier_internal.barrier_spec s ON s.id = b.id \
+           WHERE b.status = 'complete' AND b.taken_at IS NULL \
+             AND ($2::text IS NULL OR s.channel = $2) \
+             AND pg_catalog.pg_has_role($3, b.owner::oid, 'USAGE') \
+           ORDER BY b.finished_at, b.id \
+           LIMIT $1 \
+             FOR NO KEY UPDATE OF b SKIP LOCKED",
+    types: &[INT4, TEXT, OID],
+    writes: true,
+};
+
+/// Locks up to `limit` completed, untaken barriers the role may act for, oldest first, skipping
+/// those another consumer holds.
+pub fn claim_completions(
+    client: &mut SpiClient<'_>,
+    limit: i32,
+    channel: Option<&str>,
+    role: pg_sys::Oid,
+) -> Result<Vec<String>> {
+    let table = CLAIM_COMPLETIONS.write(client, &[limit.into(), channel.into(), role.into()])?;
+    table
+        .into_iter()
+        .map(|row| required(row.get::<String>(1)?))
+        .collect()
+}
+
+static MARK_TAKEN: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier SET taken_at = pg_catalog.statement_timestamp() \
+           WHERE id = $1 \
+          RETURNING finished_at",
+    types: &[TEXT],
+    writes: true,
+};
+
+/// Hands a locked, complete, untaken barrier to its consumer: its completion, freed from the
+/// tables, and when it finished.
+pub fn take(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    memory: pg_sys::MemoryContext,
+) -> Result<(Completion, TimestampWithTimeZone)> {
+    let completion = completion(client, id, memory)?;
+    let table = MARK_TAKEN.write(client, &[id.into()])?;
+    let finished = table
+        .into_iter()
+        .next()
+        .map(|row| row.get(1))
+        .transpose()?
+        .flatten();
+    delete_results(client, id)?;
+    Ok((completion, required(finished)?))
+}
+
+static ADD: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier \
+             SET expected = expected + $2, remaining = remaining + $2, \
+                 progress_at = pg_catalog.statement_timestamp() \
+           WHERE id = $1",
+    types: &[TEXT, INT4],
+    writes: true,
+};
+
+/// Grows a locked, pending barrier by `extra` tasks.
+pub fn add(client: &mut SpiClient<'_>, id: &str, extra: i32) -> Result<()> {
+    ADD.write(client, &[id.into(), extra.into()])?;
+    Ok(())
+}
+
+/// What `barrier_stats` reports, over the barriers a role may act for.
+pub struct Stats {
+    pub pending: i64,
+    pub complete: i64,
+    pub aborted: i64,
+    pub expired: i64,
+    pub untaken: i64,
+    pub oldest_pending_age: Option<Interval>,
+    pub result_rows: i64,
+    pub result_bytes: i64,
+}
+
+static STATS: Statement = Statement {
+    sql: "WITH visible AS ( \
+              SELECT b.id, b.status, b.taken_at, b.created_at, \
+                     CASE WHEN b.status = 'pending' \
+                           AND b.expires_at <= pg_catalog.statement_timestamp() \
+                          THEN 'expired' ELSE b.status END AS shown \
+                FROM barrier_internal.barrier b \
+               WHERE pg_catalog.pg_has_role($1, b.owner::oid, 'USAGE')), \
+          held AS ( \
+              SELECT count(*) AS result_rows, \
+                     COALESCE(sum(pg_catalog.pg_column_size(r.result)), 0)::bigint AS result_bytes \
+                FROM barrier_internal.result r JOIN visible v ON v.id = r.barrier_id) \
+          SELECT count(*) FILTER (WHERE v.shown = 'pending'), \
+                 count(*) FILTER (WHERE v.shown = 'complete'), \
+                 count(*) FILTER (WHERE v.shown = 'aborted'), \
+                 count(*) FILTER (WHERE v.shown = 'expired'), \
+                 count(*) FILTER (WHERE v.status = 'complete' AND v.taken_at IS NULL), \
+                 pg_catalog.statement_timestamp() \
+                   - min(v.created_at) FILTER (WHERE v.shown = 'pending'), \
+                 (SELECT result_rows FROM held), (SELECT result_bytes FROM held) \
+            FROM visible v",
+    types: &[OID],
+    writes: false,
+};
+
+pub fn stats(client: &SpiClient<'_>, role: pg_sys::Oid) -> Result<Stats> {
+    let row = only_row(STATS.read(client, &[role.into()])?)
+        .ok_or_else(|| BarrierError::Internal("stats returned no row".into()))?;
+    Ok(Stats {
+        pending: required(row.get(1)?)?,
+        complete: required(row.get(2)?)?,
+        aborted: required(row.get(3)?)?,
+        expired: required(row.get(4)?)?,
+        untaken: required(row.get(5)?)?,
+        oldest_pending_age: row.get(6)?,
+        result_rows: required(row.get(7)?)?,
+        result_bytes: required(row.get(8)?)?,
+    })
 }

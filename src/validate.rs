@@ -4,6 +4,7 @@ use pgrx::datum::Interval;
 
 use crate::error::{BarrierError, Result};
 use crate::gucs;
+use crate::jsonb::RawJsonb;
 
 /// Longest barrier id, in bytes. Bounded so the id fits a btree entry and any NOTIFY payload
 /// (JSON escaping at most sextuples a byte: 6 * 512 plus the envelope stays under 8000).
@@ -12,7 +13,7 @@ pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_REASON_BYTES: usize = 1024;
 /// PostgreSQL truncates channel names to NAMEDATALEN - 1 bytes.
 pub const MAX_CHANNEL_BYTES: usize = 63;
-/// Longest ttl: a century, far beyond any job, well inside the timestamp range.
+/// Longest ttl or stall_timeout: a century, far beyond any job, well inside the timestamp range.
 const MAX_TTL_MICROS: i128 = 100 * 12 * 30 * 86_400 * 1_000_000;
 
 pub fn required<T>(argument: &'static str, value: Option<T>) -> Result<T> {
@@ -108,28 +109,74 @@ fn is_lowercase_identifier(name: &str) -> bool {
 
 /// The barrier's lifetime: the argument, or `pg_barrier.default_ttl`.
 pub fn ttl(ttl: Option<Interval>) -> Result<Interval> {
-    let Some(ttl) = ttl else {
-        return Ok(Interval::from_seconds(f64::from(gucs::DEFAULT_TTL.get())));
-    };
+    match ttl {
+        Some(ttl) => positive_interval("ttl", ttl),
+        None => Ok(Interval::from_seconds(f64::from(gucs::DEFAULT_TTL.get()))),
+    }
+}
+
+/// The no-progress window: the argument, or `pg_barrier.stall_timeout` (0 there: none).
+pub fn stall_timeout(stall_timeout: Option<Interval>) -> Result<Option<Interval>> {
+    match stall_timeout {
+        Some(window) => positive_interval("stall_timeout", window).map(Some),
+        None => Ok(match gucs::STALL_TIMEOUT.get() {
+            0 => None,
+            seconds => Some(Interval::from_seconds(f64::from(seconds))),
+        }),
+    }
+}
+
+fn positive_interval(argument: &'static str, value: Interval) -> Result<Interval> {
     // Parts of mixed signs ('1 mon -30 days') can land before the start once months are
     // calendar months: every part must be >= 0.
-    if ttl.months() < 0 || ttl.days() < 0 || ttl.micros() < 0 {
+    if value.months() < 0 || value.days() < 0 || value.micros() < 0 {
         return Err(BarrierError::invalid(
-            "ttl",
+            argument,
             "must be a positive interval with no negative part",
         ));
     }
     // PostgreSQL orders intervals by this same span: a month is 30 days, a day 24 hours.
-    let span = i128::from(ttl.months()) * 30 * 86_400_000_000
-        + i128::from(ttl.days()) * 86_400_000_000
-        + i128::from(ttl.micros());
+    let span = i128::from(value.months()) * 30 * 86_400_000_000
+        + i128::from(value.days()) * 86_400_000_000
+        + i128::from(value.micros());
     if span == 0 {
-        return Err(BarrierError::invalid("ttl", "must be a positive interval"));
+        return Err(BarrierError::invalid(
+            argument,
+            "must be a positive interval",
+        ));
     }
     if span > MAX_TTL_MICROS {
-        return Err(BarrierError::invalid("ttl", "must be at most 100 years"));
+        return Err(BarrierError::invalid(argument, "must be at most 100 years"));
     }
-    Ok(ttl)
+    Ok(value)
+}
+
+/// A result or callback within `pg_barrier.max_result_bytes` (its uncompressed size).
+pub fn jsonb_size(argument: &'static str, value: Option<RawJsonb>) -> Result<Option<RawJsonb>> {
+    if let Some(value) = value {
+        let limit = usize::try_from(gucs::MAX_RESULT_BYTES.get()).unwrap_or(usize::MAX);
+        let size = value.size();
+        if size > limit {
+            return Err(BarrierError::TooLarge {
+                argument,
+                limit,
+                actual: size,
+            });
+        }
+    }
+    Ok(value)
+}
+
+/// A count that must be at least 1 (`max_rows`, `extra`).
+pub fn positive_count(argument: &'static str, value: Option<i32>) -> Result<i32> {
+    let value = required(argument, value)?;
+    if value < 1 {
+        return Err(BarrierError::invalid(
+            argument,
+            format!("must be >= 1, got {value}"),
+        ));
+    }
+    Ok(value)
 }
 
 pub fn reason(reason: Option<&str>) -> Result<Option<&str>> {

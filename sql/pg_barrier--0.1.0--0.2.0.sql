@@ -1,0 +1,102 @@
+-- pg_barrier 0.1.0 -> 0.2.0: sweeping, durable completions, dynamic fan-out, settings, stats.
+-- Runs inside ALTER EXTENSION pg_barrier UPDATE; live barriers carry on.
+
+-- Owners dump as role names.
+ALTER TABLE barrier_internal.barrier ALTER COLUMN owner TYPE regrole USING owner::regrole;
+
+-- Progress time for stall detection; until now, a barrier's last progress is unknown: use its
+-- creation.
+ALTER TABLE barrier_internal.barrier ADD COLUMN progress_at timestamptz;
+UPDATE barrier_internal.barrier SET progress_at = created_at;
+ALTER TABLE barrier_internal.barrier ALTER COLUMN progress_at SET NOT NULL;
+
+-- When a completion was handed to a consumer (barrier_take, barrier_completions).
+ALTER TABLE barrier_internal.barrier ADD COLUMN taken_at timestamptz;
+ALTER TABLE barrier_internal.barrier ADD CHECK (taken_at IS NULL OR status = 'complete');
+
+CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier (expires_at)
+    WHERE status = 'pending';
+CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
+    WHERE status <> 'pending';
+
+ALTER TABLE barrier_internal.barrier_spec ADD COLUMN stall_timeout interval;
+CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
+    WHERE stall_timeout IS NOT NULL;
+
+SELECT pg_catalog.pg_extension_config_dump('barrier_internal.barrier', '');
+SELECT pg_catalog.pg_extension_config_dump('barrier_internal.barrier_spec', '');
+SELECT pg_catalog.pg_extension_config_dump('barrier_internal.result', '');
+
+-- barrier_enqueue gains stall_timeout: a new signature (and C symbol) replaces the old one; the
+-- library still serves the old symbol for databases not yet updated.
+DROP FUNCTION barrier_enqueue(text, integer, jsonb, interval, text, boolean);
+CREATE  FUNCTION "barrier_enqueue"(
+	"id" TEXT, /* Option < & str > */
+	"expected" INT, /* Option < i32 > */
+	"callback" jsonb DEFAULT NULL, /* Option < RawJsonb > */
+	"ttl" interval DEFAULT NULL, /* Option < Interval > */
+	"channel" TEXT DEFAULT NULL, /* Option < & str > */
+	"replace" bool DEFAULT false, /* Option < bool > */
+	"stall_timeout" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS TEXT /* String */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'barrier_enqueue_v2_wrapper';
+
+-- New functions.
+CREATE  FUNCTION "barrier_sweep"(
+	"max_rows" INT DEFAULT 10000 /* Option < i32 > */
+) RETURNS TABLE (
+	"expired" bigint,  /* i64 */
+	"deleted" bigint  /* i64 */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'barrier_sweep_wrapper';
+CREATE  FUNCTION "barrier_take"(
+	"id" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"results" jsonb,  /* RawJsonb */
+	"callback" jsonb  /* Option < RawJsonb > */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'barrier_take_wrapper';
+CREATE  FUNCTION "barrier_completions"(
+	"channel" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_rows" INT DEFAULT 100 /* Option < i32 > */
+) RETURNS TABLE (
+	"id" TEXT,  /* String */
+	"finished_at" timestamp with time zone,  /* TimestampWithTimeZone */
+	"results" jsonb,  /* RawJsonb */
+	"callback" jsonb  /* Option < RawJsonb > */
+)
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'barrier_completions_wrapper';
+CREATE  FUNCTION "barrier_add"(
+	"id" TEXT, /* Option < & str > */
+	"extra" INT /* Option < i32 > */
+) RETURNS INT /* i32 */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'barrier_add_wrapper';
+CREATE  FUNCTION "barrier_stats"() RETURNS TABLE (
+	"pending" bigint,  /* i64 */
+	"complete" bigint,  /* i64 */
+	"aborted" bigint,  /* i64 */
+	"expired" bigint,  /* i64 */
+	"untaken" bigint,  /* i64 */
+	"oldest_pending_age" interval,  /* Option < Interval > */
+	"result_rows" bigint,  /* i64 */
+	"result_bytes" bigint  /* i64 */
+)
+STRICT STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'barrier_stats_wrapper';

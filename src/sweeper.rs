@@ -1,0 +1,108 @@
+//! The background sweeper: with pg_barrier in `shared_preload_libraries`, one worker per database
+//! named in `pg_barrier.sweep_databases` runs a sweep every `pg_barrier.sweep_interval`.
+
+use std::time::Duration;
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use crate::gucs;
+use crate::lifecycle::{sweep, Swept};
+
+/// Rows per sweep transaction; a full batch is followed at once by another.
+const BATCH: i32 = 10_000;
+
+/// Registers the workers; only possible while the server loads preloaded libraries.
+pub fn register() {
+    // SAFETY: reads a flag the postmaster sets while loading shared_preload_libraries.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    for database in gucs::sweep_databases() {
+        BackgroundWorkerBuilder::new(&format!("pg_barrier sweeper for {database}"))
+            .set_type("pg_barrier sweeper")
+            .set_library("pg_barrier")
+            .set_function("pg_barrier_sweeper_main")
+            .set_extra(&database)
+            .enable_spi_access()
+            .set_restart_time(Some(Duration::from_secs(10)))
+            .load();
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_barrier_sweeper_main(_argument: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    log!(
+        "pg_barrier sweeper started in database \"{database}\", every {} s",
+        gucs::SWEEP_INTERVAL.get()
+    );
+    let mut complained = false;
+    loop {
+        // A full batch means more is due: sweep again at once.
+        let full = match sweep_once() {
+            Ok(swept) => {
+                complained = false;
+                if swept.expired + swept.deleted > 0 {
+                    log!(
+                        "pg_barrier sweeper in \"{database}\": expired {}, deleted {}",
+                        swept.expired,
+                        swept.deleted
+                    );
+                }
+                swept.expired == BATCH as usize || swept.deleted == BATCH as usize
+            }
+            Err(message) => {
+                // Say it once, not every round (e.g. the extension is not installed here).
+                if !complained {
+                    warning!("pg_barrier sweeper in \"{database}\": {message}");
+                    complained = true;
+                }
+                false
+            }
+        };
+        let wait = if full { Duration::ZERO } else { interval() };
+        if !BackgroundWorker::wait_latch(Some(wait)) {
+            break; // SIGTERM
+        }
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way for a worker to re-read its configuration.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+    log!("pg_barrier sweeper in \"{database}\" stopping");
+}
+
+fn interval() -> Duration {
+    Duration::from_secs(u64::try_from(gucs::SWEEP_INTERVAL.get()).unwrap_or(60))
+}
+
+/// One sweep in its own transaction. An error rolls that transaction back and is returned, so
+/// the worker lives on to the next round.
+fn sweep_once() -> Result<Swept, String> {
+    PgTryBuilder::new(|| {
+        Ok(BackgroundWorker::transaction(|| {
+            // Our SQL names every object; pin the path anyway, as the functions do.
+            if let Err(error) = Spi::run("SET LOCAL search_path = pg_catalog, pg_temp") {
+                error!("cannot pin search_path: {error}");
+            }
+            // Any failure is raised as an ERROR, so the transaction is rolled back below.
+            crate::error::report("pg_barrier sweeper", || sweep(BATCH))
+        }))
+    })
+    .catch_others(|caught| {
+        // SAFETY: the error was caught and flushed; abort the transaction it interrupted.
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        Err(match caught {
+            pg_sys::panic::CaughtError::PostgresError(report)
+            | pg_sys::panic::CaughtError::ErrorReport(report)
+            | pg_sys::panic::CaughtError::RustPanic {
+                ereport: report, ..
+            } => report.message().to_string(),
+        })
+    })
+    .execute()
+}
