@@ -18,6 +18,7 @@ sed -i -E '/^-- [^ ]+\.rs:[0-9]+$/d' "$generated"
 
 if [[ "${1:-}" == "--write" ]]; then
   cp "$generated" "$committed"
+  chmod 644 "$committed"
   echo "wrote $committed"
 elif ! diff -u "$committed" "$generated"; then
   echo "The generated schema differs from $committed (above)." >&2

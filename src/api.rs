@@ -48,9 +48,9 @@ fn barrier_enqueue_v2(
     })
 }
 
-/// The 0.1.0 signature (without `stall_timeout`), under its original C symbol: SQL definitions
-/// of an installation not yet updated (`ALTER EXTENSION pg_barrier UPDATE`) keep working with
-/// this library. No SQL is generated for it.
+/// The 0.1.0 signature (without `stall_timeout`), under its original C symbol, so that SQL
+/// definitions not yet updated reach this library and get its clear "run ALTER EXTENSION
+/// pg_barrier UPDATE" error rather than a missing-symbol one. No SQL is generated for it.
 #[pg_extern(sql = false)]
 fn barrier_enqueue(
     id: Option<&str>,

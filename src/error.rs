@@ -37,6 +37,8 @@ pub enum BarrierError {
     Conflict { id: String, detail: String },
     /// The calling role may not act on this barrier.
     NotOwner { id: String },
+    /// The installed SQL objects are of another version than this library.
+    OutdatedSchema { installed: String },
     /// A failure of our own SQL that no argument explains.
     Internal(String),
 }
@@ -74,6 +76,9 @@ impl BarrierError {
             }
             BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            BarrierError::OutdatedSchema { .. } => {
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             BarrierError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -132,6 +137,15 @@ impl BarrierError {
             )
             .set_detail("A barrier belongs to the role that enqueued it.")
             .set_hint("Call as that role, as a member of it, or as a superuser."),
+            BarrierError::OutdatedSchema { installed } => ErrorReport::new(
+                code,
+                format!(
+                    "{function}: the pg_barrier library is version {}, its SQL objects in this database are version {installed}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                function,
+            )
+            .set_hint("Run ALTER EXTENSION pg_barrier UPDATE."),
             BarrierError::Internal(message) => {
                 ErrorReport::new(code, format!("{function}: {message}"), function)
             }

@@ -35,6 +35,7 @@ impl Caller {
 
 /// Runs `work` as the state tables' owner with an SPI client that may write.
 pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
+    require_current_schema()?;
     let caller = Caller::capture();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect_mut(|client| work(client, caller))
@@ -42,6 +43,7 @@ pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result
 
 /// Like `write_as_owner`, for work that only reads.
 pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
+    require_current_schema()?;
     let caller = Caller::capture();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect(|client| work(client, caller))
@@ -55,6 +57,41 @@ pub fn check_owner(caller: Caller, owner: pg_sys::Oid, id: &str) -> Result<()> {
         Ok(())
     } else {
         Err(BarrierError::NotOwner { id: id.to_string() })
+    }
+}
+
+thread_local! {
+    /// Set once this backend has seen the installed SQL at this library's version; an update
+    /// cannot go back, so it is never re-checked.
+    static SCHEMA_CURRENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This library works on the tables of its own version. After the library is replaced, calls
+/// fail with a clear error until `ALTER EXTENSION pg_barrier UPDATE` brings the SQL objects up.
+fn require_current_schema() -> Result<()> {
+    if SCHEMA_CURRENT.get() {
+        return Ok(());
+    }
+    // A read-only SPI query: no transaction id, fine on a standby.
+    let installed = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT extversion FROM pg_catalog.pg_extension \
+                  WHERE extname OPERATOR(pg_catalog.=) 'pg_barrier'",
+                Some(1),
+                &[],
+            )?
+            .first()
+            .get_one::<String>()
+    })?;
+    match installed {
+        Some(version) if version == env!("CARGO_PKG_VERSION") => {
+            SCHEMA_CURRENT.set(true);
+            Ok(())
+        }
+        installed => Err(BarrierError::OutdatedSchema {
+            installed: installed.unwrap_or_else(|| "missing".into()),
+        }),
     }
 }
 

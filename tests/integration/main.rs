@@ -2,7 +2,9 @@
 //! (races between sessions, NOTIFY at commit, rollbacks, roles and installs).
 
 mod faults;
+mod lifecycle;
 mod notify;
+mod operations;
 mod races;
 mod roles;
 mod support;

@@ -10,8 +10,12 @@ fn port() -> u16 {
     *PORT.get_or_init(|| {
         // Running one in-backend test is what makes the harness install the extension, initdb,
         // start the server and create the test database.
-        pgrx_tests::run_test("extension_is_installed_and_trusted", None, vec![])
-            .expect("the pgrx test server did not start");
+        pgrx_tests::run_test(
+            "extension_is_installed_and_trusted",
+            None,
+            server_settings(),
+        )
+        .expect("the pgrx test server did not start");
         let (mut client, _) = pgrx_tests::client().expect("connect to the test server");
         let port: String = client
             .query_one("SHOW port", &[])
@@ -19,6 +23,21 @@ fn port() -> u16 {
             .get(0);
         port.parse().expect("numeric port")
     })
+}
+
+/// This binary's server preloads pg_barrier so that its background sweeper runs here, every
+/// second, in the test database.
+fn server_settings() -> Vec<&'static str> {
+    vec![
+        "shared_preload_libraries = 'pg_barrier'",
+        "pg_barrier.sweep_databases = 'pgrx_tests'",
+        "pg_barrier.sweep_interval = '1s'",
+    ]
+}
+
+/// The server's port, for tools such as pg_dump.
+pub fn server_port() -> u16 {
+    port()
 }
 
 /// A new connection as `user` to `database`.

@@ -1,0 +1,277 @@
+//! Sweeping, durable completions and dynamic fan-out, across sessions.
+
+use std::collections::BTreeSet;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator;
+use serde_json::{json, Value};
+
+use crate::support::{connect, decr, sqlstate};
+
+fn notifications(listener: &mut postgres::Client, within: Duration) -> Vec<Value> {
+    let mut received = Vec::new();
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(within);
+    while let Some(n) = iter.next().unwrap() {
+        received.push(serde_json::from_str(n.payload()).unwrap());
+    }
+    received
+}
+
+#[test]
+fn a_sweep_notifies_expired_once() {
+    let mut listener = connect();
+    listener.batch_execute("LISTEN sweep_notify").unwrap();
+    let mut worker = connect();
+    worker
+        .batch_execute(
+            "SELECT barrier_enqueue('sw-late', 2, ttl => '1 second', channel => 'sweep_notify');
+             SELECT barrier_decr('sw-late');",
+        )
+        .unwrap();
+    thread::sleep(Duration::from_millis(1100));
+    // Two sweeps race (this one and the background sweeper): one expires, nobody twice.
+    let mut other = connect();
+    let sweeps: i64 = [&mut worker, &mut other]
+        .into_iter()
+        .map(|c| {
+            c.query_one("SELECT expired FROM barrier_sweep()", &[])
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+        .sum();
+    assert!(sweeps <= 1);
+    let heard = notifications(&mut listener, Duration::from_millis(1500));
+    assert_eq!(
+        heard,
+        vec![json!({"id": "sw-late", "status": "expired", "round": 1})]
+    );
+    let status: String = worker
+        .query_one("SELECT status FROM barrier_status('sw-late')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "expired");
+    assert_eq!(
+        decr(&mut worker, "sw-late", None, None).unwrap().status,
+        "expired"
+    );
+}
+
+#[test]
+fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
+    let mut admin = connect();
+    // The worker starts with the server, before the test database exists, and is restarted
+    // until it can connect: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        let row = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_barrier sweeper'",
+                &[],
+            )
+            .unwrap();
+        if let Some(row) = row {
+            break row.get::<_, i32>(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pg_barrier sweeper is running"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+
+    let mut listener = connect();
+    listener.batch_execute("LISTEN bgw_notify").unwrap();
+    admin
+        .batch_execute(
+            "SELECT barrier_enqueue('bgw-late', 1, ttl => '1 second', channel => 'bgw_notify')",
+        )
+        .unwrap();
+    // Expired after 1 s; swept by the worker within two 1 s intervals after that.
+    let heard = notifications(&mut listener, Duration::from_millis(3500));
+    assert_eq!(
+        heard,
+        vec![json!({"id": "bgw-late", "status": "expired", "round": 1})]
+    );
+
+    let terminated: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper did not stop on SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn concurrent_consumers_never_receive_the_same_completion() {
+    const BARRIERS: i32 = 200;
+    let mut admin = connect();
+    admin
+        .execute(
+            "SELECT count(*) FROM generate_series(1, $1) g, \
+                    LATERAL (SELECT barrier_enqueue('cc-' || g, 1, channel => 'cc')) e, \
+                    LATERAL barrier_decr('cc-' || g, to_jsonb(g)) d",
+            &[&BARRIERS],
+        )
+        .unwrap();
+    let start = Barrier::new(2);
+    let claimed: Vec<Vec<(String, Value)>> = thread::scope(|scope| {
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut client = connect();
+                    start.wait();
+                    let mut mine = Vec::new();
+                    loop {
+                        let mut tx = client.transaction().unwrap();
+                        let rows = tx
+                            .query(
+                                "SELECT id, results::text FROM barrier_completions('cc', 7)",
+                                &[],
+                            )
+                            .unwrap();
+                        tx.commit().unwrap();
+                        if rows.is_empty() {
+                            return mine;
+                        }
+                        for row in rows {
+                            let results: String = row.get(1);
+                            mine.push((row.get(0), serde_json::from_str(&results).unwrap()));
+                        }
+                    }
+                })
+            })
+            .collect();
+        consumers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let ids: Vec<&String> = claimed.iter().flatten().map(|(id, _)| id).collect();
+    let unique: BTreeSet<&String> = ids.iter().copied().collect();
+    assert_eq!(
+        ids.len(),
+        BARRIERS as usize,
+        "every completion handed out exactly once"
+    );
+    assert_eq!(unique.len(), BARRIERS as usize);
+    for (id, results) in claimed.iter().flatten() {
+        let n: i64 = id.trim_start_matches("cc-").parse().unwrap();
+        assert_eq!(results, &json!([n]));
+    }
+}
+
+#[test]
+fn two_takes_race_and_one_wins() {
+    for round in 0..20 {
+        let id = format!("take-race-{round}");
+        let mut admin = connect();
+        admin
+            .execute("SELECT barrier_enqueue($1, 1)", &[&id])
+            .unwrap();
+        decr(&mut admin, &id, Some(&json!(round)), None).unwrap();
+        let start = Barrier::new(2);
+        let got: Vec<usize> = thread::scope(|scope| {
+            let takers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut client = connect();
+                        start.wait();
+                        client
+                            .query("SELECT results FROM barrier_take($1)", &[&id])
+                            .unwrap()
+                            .len()
+                    })
+                })
+                .collect();
+            takers.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(got.iter().sum::<usize>(), 1, "round {round}: {got:?}");
+    }
+}
+
+#[test]
+fn add_racing_the_last_reports_never_completes_early() {
+    // 100 tasks, then 50 more added while the last reports race in: whichever wins the row
+    // lock, the completer's results match what was expected at that moment.
+    for round in 0..10 {
+        let id = format!("add-race-{round}");
+        let mut admin = connect();
+        admin
+            .execute("SELECT barrier_enqueue($1, 100)", &[&id])
+            .unwrap();
+        admin
+            .execute(
+                "SELECT count(*) FROM generate_series(1, 98) g, LATERAL barrier_decr($1, to_jsonb(g))",
+                &[&id],
+            )
+            .unwrap();
+        let start = Barrier::new(5);
+        let (added, answers) = thread::scope(|scope| {
+            let reporters: Vec<_> = (0..4)
+                .map(|worker| {
+                    let (id, start) = (&id, &start);
+                    scope.spawn(move || {
+                        let mut client = connect();
+                        start.wait();
+                        (0..13)
+                            .map(|i| {
+                                decr(&mut client, id, Some(&json!(1000 + worker * 100 + i)), None)
+                                    .unwrap()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut client = connect();
+            start.wait();
+            let added = client
+                .query_one("SELECT barrier_add($1, 50)", &[&id])
+                .map(|r| r.get::<_, i32>(0));
+            let answers: Vec<_> = reporters
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect();
+            (added, answers)
+        });
+        let completes: Vec<_> = answers.iter().filter(|a| a.status == "complete").collect();
+        assert_eq!(completes.len(), 1, "round {round}");
+        let results = completes[0]
+            .results
+            .as_ref()
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+        match added {
+            Ok(expected) => {
+                assert_eq!(expected, 150);
+                assert_eq!(
+                    results, 150,
+                    "round {round}: completed before the added tasks"
+                );
+                assert_eq!(
+                    answers
+                        .iter()
+                        .filter(|a| a.status == "already_complete")
+                        .count(),
+                    0
+                );
+            }
+            Err(error) => {
+                assert_eq!(sqlstate(&error), "55000", "{error}");
+                assert_eq!(results, 100, "round {round}");
+            }
+        }
+    }
+}

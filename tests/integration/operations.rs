@@ -1,0 +1,394 @@
+//! What an operator does: upgrade from 0.1.0, dump and restore, run for months.
+
+use std::process::Command;
+
+use postgres::Client;
+use serde_json::json;
+
+use crate::support::{connect, connect_as, decr, server_port};
+
+fn server_setting(client: &mut Client, name: &str) -> String {
+    client
+        .query_one("SELECT setting FROM pg_config WHERE name = $1", &[&name])
+        .unwrap()
+        .get(0)
+}
+
+fn fresh_database(admin: &mut Client, name: &str) -> Client {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    connect_as(&pgrx_tests::get_pg_user(), name)
+}
+
+/// Everything the extension defines, one line per object, for comparing installations.
+const CATALOG: &str = r#"
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = 'pg_barrier'
+   -- the test build's own functions, absent from released scripts
+   AND pg_describe_object(d.classid, d.objid, d.objsubid) NOT LIKE 'function tests.%'
+   AND pg_describe_object(d.classid, d.objid, d.objsubid) <> 'schema tests'
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure || ' -> ' || pg_get_function_result(p.oid)
+       || ' ' || p.provolatile::text || p.proparallel::text || p.proisstrict::text || p.prosecdef::text
+       || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || p.prosrc
+       || ' ' || pg_get_function_arguments(p.oid) || ' ' || coalesce(p.proacl::text, '')
+  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier' AND d.deptype = 'e'
+ WHERE p.pronamespace::regnamespace::text <> 'tests'
+UNION ALL
+SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || ' ' || a.attnotnull || ' ' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'barrier_internal'
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+ WHERE c.relkind = 'r'
+UNION ALL
+SELECT 'constraint ' || c.relname || ' ' || pg_get_constraintdef(k.oid)
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'barrier_internal'
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'barrier_internal'
+UNION ALL
+SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.reloptions::text, '')
+       || ' ' || coalesce(c.relacl::text, '')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'barrier_internal'
+UNION ALL
+SELECT 'schema ' || nspname || ' ' || coalesce(nspacl::text, '')
+  FROM pg_namespace WHERE nspname = 'barrier_internal'
+UNION ALL
+SELECT 'dumped ' || t::regclass FROM pg_extension, unnest(extconfig) t WHERE extname = 'pg_barrier'
+ORDER BY 1
+"#;
+
+fn catalog(client: &mut Client) -> Vec<String> {
+    client
+        .query(CATALOG, &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[test]
+fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
+    let mut admin = connect();
+    // The 0.1.0 install script as released; the library serves both versions' SQL.
+    let extension_dir = format!("{}/extension", server_setting(&mut admin, "SHAREDIR"));
+    let released = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/pg_barrier--0.1.0.sql");
+    let installed = format!("{extension_dir}/pg_barrier--0.1.0.sql");
+    std::fs::copy(released, &installed).expect("copy the 0.1.0 install script (tests run as root)");
+    // Readable by the server, whatever the checkout's permissions.
+    let mut permissions = std::fs::metadata(&installed).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    std::fs::set_permissions(&installed, permissions).unwrap();
+
+    let mut old = fresh_database(&mut admin, "barrier_upgrade");
+    old.batch_execute("CREATE EXTENSION pg_barrier VERSION '0.1.0'")
+        .unwrap();
+    // This library refuses to work on 0.1.0 tables, clearly, until the update.
+    let error = old
+        .batch_execute("SELECT barrier_enqueue('x', 1)")
+        .expect_err("outdated");
+    assert_eq!(crate::support::sqlstate(&error), "55000", "{error}");
+    let hint = error
+        .as_db_error()
+        .and_then(|e| e.hint())
+        .unwrap_or_default()
+        .to_string();
+    assert!(hint.contains("ALTER EXTENSION pg_barrier UPDATE"), "{hint}");
+    // State as the 0.1.0 library left it: a slotted and an unslotted barrier in flight, a
+    // completed one, an aborted tombstone.
+    old.batch_execute(
+        r#"
+        INSERT INTO barrier_internal.barrier
+               (id, round, owner, status, expected, remaining, slotted, created_at, expires_at,
+                finished_at)
+        VALUES ('up-slotted', 1, 'postgres'::regrole, 'pending', 3, 2, true, now(),
+                now() + interval '1 hour', NULL),
+               ('up-plain', 1, 'postgres'::regrole, 'pending', 2, 1, false, now(),
+                now() + interval '1 hour', NULL),
+               ('up-done', 1, 'postgres'::regrole, 'complete', 1, 0, false, now(),
+                now() + interval '1 hour', now()),
+               ('up-aborted', 1, 'postgres'::regrole, 'aborted', 2, 2, NULL, now(),
+                now() + interval '1 hour', now());
+        INSERT INTO barrier_internal.barrier_spec (id, callback, channel, ttl, reason)
+        VALUES ('up-slotted', '{"next": 1}', 'pg_barrier', '1 hour', NULL),
+               ('up-plain', NULL, 'pg_barrier', '1 hour', NULL),
+               ('up-done', NULL, 'pg_barrier', '1 hour', NULL),
+               ('up-aborted', NULL, 'pg_barrier', '1 hour', 'before the upgrade');
+        INSERT INTO barrier_internal.result
+        VALUES ('up-slotted', 1, '"s1"'), ('up-plain', 0, '"p0"'), ('up-done', 0, '"d0"');
+        "#,
+    )
+    .unwrap();
+    old.batch_execute("ALTER EXTENSION pg_barrier UPDATE")
+        .unwrap();
+    let version: String = old
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_barrier'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "0.2.0");
+
+    // In-flight barriers finish with every result, before and after the upgrade.
+    decr(&mut old, "up-slotted", Some(&json!("s0")), Some(0)).unwrap();
+    let done = decr(&mut old, "up-slotted", Some(&json!("s2")), Some(2)).unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.results),
+        ("complete", Some(json!(["s0", "s1", "s2"])))
+    );
+    let done = decr(&mut old, "up-plain", Some(&json!("p1")), None).unwrap();
+    assert_eq!(done.results, Some(json!(["p0", "p1"])));
+    let taken: String = old
+        .query_one("SELECT results::text FROM barrier_take('up-done')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, r#"["d0"]"#);
+    assert_eq!(
+        decr(&mut old, "up-aborted", None, None).unwrap().status,
+        "aborted"
+    );
+    // New features work on upgraded state.
+    old.batch_execute(
+        "SELECT barrier_enqueue('up-new', 1, stall_timeout => '1 hour');
+         SELECT barrier_add('up-new', 1);
+         SELECT barrier_sweep();",
+    )
+    .unwrap();
+
+    let mut fresh = fresh_database(&mut admin, "barrier_fresh");
+    fresh.batch_execute("CREATE EXTENSION pg_barrier").unwrap();
+    let (upgraded, installed) = (catalog(&mut old), catalog(&mut fresh));
+    assert!(installed.len() > 20, "{installed:?}");
+    let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !installed.contains(l)).collect();
+    let only_fresh: Vec<_> = installed.iter().filter(|l| !upgraded.contains(l)).collect();
+    assert!(
+        only_upgraded.is_empty() && only_fresh.is_empty(),
+        "the upgrade script and the install script disagree:\nonly after upgrade: {only_upgraded:#?}\nonly in a fresh install: {only_fresh:#?}"
+    );
+}
+
+#[test]
+fn a_dump_restored_into_a_new_database_resumes_its_barriers() {
+    let mut admin = connect();
+    let mut source = fresh_database(&mut admin, "barrier_dump_source");
+    source
+        .batch_execute(
+            "CREATE EXTENSION pg_barrier;
+             SELECT barrier_enqueue('dump-live', 3, '{\"next\": \"publish\"}', channel => 'dumped');
+             SELECT barrier_decr('dump-live', '{\"part\": 0}', 0);
+             SELECT barrier_decr('dump-live', '{\"part\": 2}', 2);
+             SELECT barrier_enqueue('dump-done', 1);
+             SELECT barrier_decr('dump-done', '\"kept\"');",
+        )
+        .unwrap();
+    fresh_database(&mut admin, "barrier_dump_target");
+    let bindir = server_setting(&mut admin, "BINDIR");
+    let port = server_port().to_string();
+    let user = pgrx_tests::get_pg_user();
+    let archive = std::env::temp_dir().join("pg_barrier_dump_test.dump");
+    let dump = Command::new(format!("{bindir}/pg_dump"))
+        .args(["-h", "localhost", "-p", &port, "-U", &user, "-Fc", "-f"])
+        .arg(&archive)
+        .arg("barrier_dump_source")
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let restore = Command::new(format!("{bindir}/pg_restore"))
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "-U",
+            &user,
+            "--exit-on-error",
+            "-d",
+        ])
+        .arg("barrier_dump_target")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        restore.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+
+    let mut target = connect_as(&user, "barrier_dump_target");
+    let row = target
+        .query_one(
+            "SELECT status, remaining, channel FROM barrier_status('dump-live')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, String>(2)
+        ),
+        ("pending".into(), 1, "dumped".into())
+    );
+    assert_eq!(
+        decr(&mut target, "dump-live", None, Some(2))
+            .unwrap()
+            .status,
+        "duplicate"
+    );
+    let done = decr(&mut target, "dump-live", Some(&json!({"part": 1})), Some(1)).unwrap();
+    assert_eq!(done.status, "complete");
+    assert_eq!(
+        done.results,
+        Some(json!([{"part": 0}, {"part": 1}, {"part": 2}]))
+    );
+    let kept: String = target
+        .query_one("SELECT results::text FROM barrier_take('dump-done')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, r#"["kept"]"#);
+}
+
+/// (updates, HOT updates) of the barrier table so far.
+fn barrier_updates(db: &mut Client) -> (i64, i64) {
+    db.batch_execute("SELECT pg_stat_force_next_flush()")
+        .unwrap();
+    db.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
+    let row = db
+        .query_one(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+              WHERE schemaname = 'barrier_internal' AND relname = 'barrier'",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Sizes of the state tables after VACUUM: (heaps, heaps with indexes).
+fn vacuumed_sizes(db: &mut Client) -> (i64, i64) {
+    // The second VACUUM recycles the index pages the first one deleted.
+    for _ in 0..2 {
+        db.batch_execute(
+            "VACUUM barrier_internal.barrier, barrier_internal.barrier_spec, barrier_internal.result",
+        )
+        .unwrap();
+    }
+    let row = db
+        .query_one(
+            "SELECT sum(pg_table_size(c.oid))::bigint, sum(pg_total_relation_size(c.oid))::bigint
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'barrier_internal' AND c.relkind = 'r'",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Storage stays bounded: create, complete or abort and sweep many barriers, twice; after
+/// VACUUM the heaps are back near empty and the indexes do not grow from one cycle to the next.
+/// `PG_BARRIER_CHURN` sets the number of barriers (default 100,000).
+#[test]
+fn churn_leaves_storage_bounded_and_counter_updates_hot() {
+    let barriers: i32 = std::env::var("PG_BARRIER_CHURN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let half = barriers / 2;
+    let mut admin = connect();
+    let mut db = fresh_database(&mut admin, "barrier_churn");
+    db.batch_execute(
+        "CREATE EXTENSION pg_barrier; SET pg_barrier.retention = 0; SET synchronous_commit = off",
+    )
+    .unwrap();
+    let empty = vacuumed_sizes(&mut db);
+    let mut hot_stats = None;
+    let mut totals = Vec::new();
+    for cycle in 0..2 {
+        // As workers would: every call its own transaction. Nine in ten barriers complete (ten
+        // slotted reports); one in ten is aborted after five.
+        db.batch_execute(&format!(
+            r#"DO $$
+               BEGIN
+                   FOR g IN 1..{half} LOOP
+                       PERFORM barrier_enqueue('churn-' || g, 10);
+                       COMMIT;
+                       FOR s IN 0..9 LOOP
+                           EXIT WHEN g % 10 = 0 AND s >= 5;
+                           PERFORM barrier_decr('churn-' || g, '{{"ok": true}}', s);
+                           COMMIT;
+                       END LOOP;
+                       IF g % 10 = 0 THEN
+                           PERFORM barrier_abort('churn-' || g);
+                           COMMIT;
+                       END IF;
+                   END LOOP;
+               END $$"#
+        ))
+        .unwrap();
+        if cycle == 0 {
+            hot_stats = Some(barrier_updates(&mut db));
+        }
+        while db
+            .query_one("SELECT deleted FROM barrier_sweep(10000)", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {}
+        // Aborted tombstones stay until their expiry (6 hours): only they remain.
+        let remaining: i64 = db
+            .query_one("SELECT count(*) FROM barrier_internal.barrier", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(remaining, i64::from(half / 10), "cycle {cycle}");
+        db.execute(
+            "UPDATE barrier_internal.barrier SET expires_at = now() - interval '1 s'",
+            &[],
+        )
+        .unwrap();
+        while db
+            .query_one("SELECT deleted FROM barrier_sweep(10000)", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {}
+        let (heap, total) = vacuumed_sizes(&mut db);
+        eprintln!(
+            "churn cycle {cycle}: {half} barriers; heap {heap} B (empty {}), with indexes {total} B (empty {})",
+            empty.0, empty.1
+        );
+        assert!(
+            heap <= 2 * empty.0 + 64 * 1024,
+            "heap {heap} B after cycle {cycle}, empty {}",
+            empty.0
+        );
+        totals.push(total);
+    }
+    assert!(
+        totals[1] <= totals[0] + totals[0] / 4,
+        "indexes grew between cycles: {totals:?}"
+    );
+
+    let (updates, hot) = hot_stats.unwrap();
+    eprintln!(
+        "churn: {hot} of {updates} barrier updates HOT ({:.1}%)",
+        100.0 * hot as f64 / updates as f64
+    );
+    // Every decrement but the completing one is HOT; completions and aborts change indexed state.
+    assert!(
+        hot as f64 >= 0.85 * updates as f64,
+        "{hot} of {updates} updates HOT"
+    );
+}
