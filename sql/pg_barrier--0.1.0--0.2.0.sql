@@ -9,15 +9,28 @@ ALTER TABLE barrier_internal.barrier ALTER COLUMN owner TYPE regrole USING owner
 ALTER TABLE barrier_internal.barrier ADD COLUMN progress_at timestamptz;
 UPDATE barrier_internal.barrier SET progress_at = created_at;
 ALTER TABLE barrier_internal.barrier ALTER COLUMN progress_at SET NOT NULL;
+ALTER TABLE barrier_internal.barrier
+    ALTER COLUMN progress_at SET DEFAULT pg_catalog.statement_timestamp();
 
 -- When a completion was handed to a consumer (barrier_take, barrier_completions).
 ALTER TABLE barrier_internal.barrier ADD COLUMN taken_at timestamptz;
+
+-- The weight of the round's results as one jsonb array, capped so a completion can be built.
+ALTER TABLE barrier_internal.barrier
+    ADD COLUMN result_bytes bigint NOT NULL DEFAULT 0 CHECK (result_bytes >= 0);
+UPDATE barrier_internal.barrier b
+   SET result_bytes = s.bytes
+  FROM (SELECT barrier_id, sum(pg_catalog.pg_column_size(result) + 8)::bigint AS bytes
+          FROM barrier_internal.result GROUP BY barrier_id) s
+ WHERE s.barrier_id = b.id;
 ALTER TABLE barrier_internal.barrier ADD CHECK (taken_at IS NULL OR status = 'complete');
 
 CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier (expires_at)
     WHERE status = 'pending';
 CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
     WHERE status <> 'pending';
+CREATE INDEX barrier_untaken ON barrier_internal.barrier (finished_at)
+    WHERE status = 'complete' AND taken_at IS NULL;
 
 ALTER TABLE barrier_internal.barrier_spec ADD COLUMN stall_timeout interval;
 CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
@@ -100,3 +113,27 @@ STRICT STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_stats_wrapper';
+
+-- Every API function plans its SQL with sequential scans disabled. Plans are prepared once per
+-- backend and kept; a backend that first runs while the tables are nearly empty would otherwise
+-- keep sequential-scan plans as the tables grow (until an ANALYZE invalidates them), and every
+-- lookup by id would scan the table. All of our statements are built for their indexes.
+DO $$
+DECLARE
+    api regprocedure;
+BEGIN
+    FOR api IN
+        SELECT p.oid
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_depend d
+            ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          JOIN pg_catalog.pg_extension e
+            ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+           AND e.extname OPERATOR(pg_catalog.=) 'pg_barrier'
+         WHERE p.proname OPERATOR(pg_catalog.~~) 'barrier\_%'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET enable_seqscan = off', api);
+    END LOOP;
+END
+$$;

@@ -44,8 +44,11 @@ CREATE TABLE barrier_internal.barrier (
     created_at  timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
     finished_at timestamptz,
-    progress_at timestamptz NOT NULL,
+    progress_at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
     taken_at    timestamptz,
+    -- What the round's results will weigh as one jsonb array (bytes, with per-element overhead):
+    -- capped so that the completion can always be built.
+    result_bytes bigint     NOT NULL DEFAULT 0 CHECK (result_bytes >= 0),
     CHECK ((status = 'pending') = (finished_at IS NULL)),
     CHECK (status <> 'complete' OR remaining = 0),
     CHECK (taken_at IS NULL OR status = 'complete')
@@ -56,6 +59,8 @@ CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier (expires_at)
     WHERE status = 'pending';
 CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
     WHERE status <> 'pending';
+CREATE INDEX barrier_untaken ON barrier_internal.barrier (finished_at)
+    WHERE status = 'complete' AND taken_at IS NULL;
 
 -- What the enqueue asked for. Written by enqueue, abort and add, read at completion and by
 -- status; a decrement never touches it.
@@ -248,5 +253,32 @@ VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_take_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- finalize
+-- Every API function plans its SQL with sequential scans disabled. Plans are prepared once per
+-- backend and kept; a backend that first runs while the tables are nearly empty would otherwise
+-- keep sequential-scan plans as the tables grow (until an ANALYZE invalidates them), and every
+-- lookup by id would scan the table. All of our statements are built for their indexes.
+DO $$
+DECLARE
+    api regprocedure;
+BEGIN
+    FOR api IN
+        SELECT p.oid
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_depend d
+            ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          JOIN pg_catalog.pg_extension e
+            ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+           AND e.extname OPERATOR(pg_catalog.=) 'pg_barrier'
+         WHERE p.proname OPERATOR(pg_catalog.~~) 'barrier\_%'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET enable_seqscan = off', api);
+    END LOOP;
+END
+$$;
 /* </end connected objects> */
 

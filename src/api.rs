@@ -242,8 +242,11 @@ fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<De
             }
             return Ok(Decrement::answer("duplicate", Some(barrier.remaining)));
         }
+        // Refused (and the insert above rolled back with the error) if the completion could no
+        // longer be built as one jsonb value.
+        let result_bytes = validate::results_weight(id, barrier.result_bytes, result)?;
         let remaining = barrier.remaining - 1;
-        state::count(client, id, remaining, slot.is_some())?;
+        state::count(client, id, remaining, slot.is_some(), result_bytes)?;
         if remaining > 0 {
             return Ok(Decrement::answer("pending", Some(remaining)));
         }

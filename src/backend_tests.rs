@@ -87,13 +87,13 @@ mod tests {
                  'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')"
             )));
         }
-        // Every function pins its search_path.
+        // Every function pins its search_path and plans for its indexes.
         assert_eq!(
             int(
                 "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid \
                   JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'pg_barrier' \
                  WHERE p.proname LIKE 'barrier\\_%' \
-                   AND NOT coalesce(p.proconfig @> '{\"search_path=pg_catalog, pg_temp\"}', false)"
+                   AND NOT coalesce(p.proconfig @> '{\"search_path=pg_catalog, pg_temp\", enable_seqscan=off}', false)"
             ),
             Some(0)
         );
@@ -791,5 +791,27 @@ mod tests {
             .as_deref(),
             Some("0,0,0,0,0,0")
         );
+    }
+
+    #[pg_test]
+    fn results_too_large_for_one_completion_are_refused_with_54000() {
+        Spi::run("SELECT barrier_enqueue('heavy', 3)").unwrap();
+        decr("'heavy', '\"first\"'");
+        // As if the results already recorded were just under the cap.
+        Spi::run(
+            "UPDATE barrier_internal.barrier SET result_bytes = 255 * 1024 * 1024 - 40 \
+              WHERE id = 'heavy'",
+        )
+        .unwrap();
+        assert_fails(
+            "SELECT barrier_decr('heavy', '\"a result of some size\"')",
+            "54000",
+        );
+        assert_eq!(
+            int("SELECT remaining FROM barrier_status('heavy')"),
+            Some(2)
+        );
+        // A small one still fits.
+        assert_eq!(decr("'heavy', '1'").0, "pending");
     }
 }

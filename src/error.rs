@@ -29,6 +29,8 @@ pub enum BarrierError {
         limit: usize,
         actual: usize,
     },
+    /// Together the barrier's results would be too large to hand out as one jsonb array.
+    ResultsTooLarge { id: String, limit: i64 },
     /// No barrier has this id (for calls that need one).
     Unknown { id: String },
     /// The barrier is not in a state that allows the call.
@@ -38,7 +40,7 @@ pub enum BarrierError {
     /// The calling role may not act on this barrier.
     NotOwner { id: String },
     /// The installed SQL objects are of another version than this library.
-    OutdatedSchema { installed: String },
+    OutdatedSchema { installed: Option<String> },
     /// A failure of our own SQL that no argument explains.
     Internal(String),
 }
@@ -70,6 +72,7 @@ impl BarrierError {
             BarrierError::InvalidArgument { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             BarrierError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             BarrierError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            BarrierError::ResultsTooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             BarrierError::Unknown { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             BarrierError::WrongState { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -112,6 +115,16 @@ impl BarrierError {
                 function,
             )
             .set_hint("Store large results elsewhere and report a reference, or raise pg_barrier.max_result_bytes."),
+            BarrierError::ResultsTooLarge { id, limit } => ErrorReport::new(
+                code,
+                format!(
+                    "{function}: argument \"result\" would take the results of barrier \"{}\" over {limit} bytes",
+                    display_id(&id)
+                ),
+                function,
+            )
+            .set_detail("A completion hands out every result as one jsonb array, which has a size limit.")
+            .set_hint("Report smaller results, such as references to where the data is."),
             BarrierError::Unknown { id } => ErrorReport::new(
                 code,
                 format!("{function}: barrier \"{}\" does not exist", display_id(&id)),
@@ -137,7 +150,7 @@ impl BarrierError {
             )
             .set_detail("A barrier belongs to the role that enqueued it.")
             .set_hint("Call as that role, as a member of it, or as a superuser."),
-            BarrierError::OutdatedSchema { installed } => ErrorReport::new(
+            BarrierError::OutdatedSchema { installed: Some(installed) } => ErrorReport::new(
                 code,
                 format!(
                     "{function}: the pg_barrier library is version {}, its SQL objects in this database are version {installed}",
@@ -146,6 +159,12 @@ impl BarrierError {
                 function,
             )
             .set_hint("Run ALTER EXTENSION pg_barrier UPDATE."),
+            BarrierError::OutdatedSchema { installed: None } => ErrorReport::new(
+                code,
+                format!("{function}: pg_barrier is not installed in this database"),
+                function,
+            )
+            .set_hint("Run CREATE EXTENSION pg_barrier."),
             BarrierError::Internal(message) => {
                 ErrorReport::new(code, format!("{function}: {message}"), function)
             }

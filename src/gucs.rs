@@ -13,12 +13,13 @@ pub static CHANNEL: GucSetting<Option<std::ffi::CString>> =
 pub static DEFAULT_TTL: GucSetting<i32> = GucSetting::<i32>::new(6 * 60 * 60);
 
 /// How long finished barriers are kept before `barrier_sweep` deletes them, in seconds (1 day).
+/// Superuser-only: anyone may sweep, and a shorter retention deletes other roles' completions.
 pub static RETENTION: GucSetting<i32> = GucSetting::<i32>::new(24 * 60 * 60);
 
 /// Expire barriers with no report for this long, in seconds; 0 (the default) never does.
 pub static STALL_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(0);
 
-/// Largest accepted result or callback, in bytes (1 MB).
+/// Largest accepted result or callback, in bytes (1 MB). Superuser-only: it guards the server.
 pub static MAX_RESULT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 
 /// How often the background sweeper runs, in seconds.
@@ -54,7 +55,7 @@ pub fn init() {
         &RETENTION,
         0,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
@@ -74,7 +75,7 @@ pub fn init() {
         &MAX_RESULT_BYTES,
         1,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::UNIT_BYTE,
     );
     GucRegistry::define_int_guc(

@@ -34,8 +34,11 @@ CREATE TABLE barrier_internal.barrier (
     created_at  timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
     finished_at timestamptz,
-    progress_at timestamptz NOT NULL,
+    progress_at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
     taken_at    timestamptz,
+    -- What the round's results will weigh as one jsonb array (bytes, with per-element overhead):
+    -- capped so that the completion can always be built.
+    result_bytes bigint     NOT NULL DEFAULT 0 CHECK (result_bytes >= 0),
     CHECK ((status = 'pending') = (finished_at IS NULL)),
     CHECK (status <> 'complete' OR remaining = 0),
     CHECK (taken_at IS NULL OR status = 'complete')
@@ -46,6 +49,8 @@ CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier (expires_at)
     WHERE status = 'pending';
 CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
     WHERE status <> 'pending';
+CREATE INDEX barrier_untaken ON barrier_internal.barrier (finished_at)
+    WHERE status = 'complete' AND taken_at IS NULL;
 
 -- What the enqueue asked for. Written by enqueue, abort and add, read at completion and by
 -- status; a decrement never touches it.

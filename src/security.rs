@@ -73,26 +73,37 @@ fn require_current_schema() -> Result<()> {
         return Ok(());
     }
     // A read-only SPI query: no transaction id, fine on a standby.
-    let installed = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT extversion FROM pg_catalog.pg_extension \
-                  WHERE extname OPERATOR(pg_catalog.=) 'pg_barrier'",
-                Some(1),
-                &[],
-            )?
-            .first()
-            .get_one::<String>()
-    })?;
-    match installed {
-        Some(version) if version == env!("CARGO_PKG_VERSION") => {
-            SCHEMA_CURRENT.set(true);
-            Ok(())
+    let found = Spi::connect(|client| {
+        let table = client.select(
+            "SELECT extversion, xmin FROM pg_catalog.pg_extension \
+              WHERE extname OPERATOR(pg_catalog.=) 'pg_barrier'",
+            Some(1),
+            &[],
+        )?;
+        if table.is_empty() {
+            return Ok::<_, pgrx::spi::SpiError>(None);
         }
-        installed => Err(BarrierError::OutdatedSchema {
-            installed: installed.unwrap_or_else(|| "missing".into()),
-        }),
+        let row = table.first();
+        Ok(Some((
+            row.get::<String>(1)?,
+            row.get::<pg_sys::TransactionId>(2)?,
+        )))
+    })?;
+    let Some((Some(version), Some(written_by))) = found else {
+        return Err(BarrierError::OutdatedSchema { installed: None });
+    };
+    if version != env!("CARGO_PKG_VERSION") {
+        return Err(BarrierError::OutdatedSchema {
+            installed: Some(version),
+        });
     }
+    // Remember it only once it is committed: this transaction's own CREATE or ALTER EXTENSION
+    // may still roll back.
+    // SAFETY: a lookup in this backend's transaction state.
+    if !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(written_by) } {
+        SCHEMA_CURRENT.set(true);
+    }
+    Ok(())
 }
 
 /// The owner of the state tables, from the catalog caches: no SPI, no transaction id, nothing

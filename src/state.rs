@@ -63,6 +63,8 @@ pub struct Locked {
     pub past_expiry: bool,
     /// Complete, and its results were handed to a consumer.
     pub taken: bool,
+    /// The weight of the recorded results as one jsonb array.
+    pub result_bytes: i64,
 }
 
 impl Locked {
@@ -139,7 +141,7 @@ impl Statement {
 static LOCK: Statement = Statement {
     sql: "SELECT b.owner::oid, b.status, b.expected, b.remaining, b.slotted, b.round, \
                  b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp(), \
-                 b.taken_at IS NOT NULL \
+                 b.taken_at IS NOT NULL, b.result_bytes \
             FROM barrier_internal.barrier b \
            WHERE b.id = $1 \
              FOR NO KEY UPDATE",
@@ -166,6 +168,7 @@ pub fn lock(client: &mut SpiClient<'_>, id: &str) -> Result<Option<Locked>> {
         round: required(row.get(6)?)?,
         past_expiry: required(row.get(7)?)?,
         taken: required(row.get(8)?)?,
+        result_bytes: required(row.get(9)?)?,
     }))
 }
 
@@ -229,7 +232,8 @@ static NEW_ROUND: Statement = Statement {
                  created_at = pg_catalog.statement_timestamp(), \
                  expires_at = pg_catalog.statement_timestamp() + $3, \
                  finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END, \
-                 progress_at = pg_catalog.statement_timestamp(), taken_at = NULL \
+                 progress_at = pg_catalog.statement_timestamp(), taken_at = NULL, \
+                 result_bytes = 0 \
            WHERE id = $1 \
           RETURNING round",
     types: &[TEXT, INT4, INTERVAL],
@@ -369,18 +373,33 @@ pub fn has_result(client: &SpiClient<'_>, id: &str, slot: i32) -> Result<bool> {
 
 static COUNT: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
-             SET remaining = $2, slotted = $3, progress_at = pg_catalog.statement_timestamp(), \
+             SET remaining = $2, slotted = $3, result_bytes = $4, \
+                 progress_at = pg_catalog.statement_timestamp(), \
                  status = CASE WHEN $2 = 0 THEN 'complete' ELSE status END, \
                  finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END \
            WHERE id = $1",
-    types: &[TEXT, INT4, BOOL],
+    types: &[TEXT, INT4, BOOL, INT8],
     writes: true,
 };
 
 /// Stores the decremented counter; at zero the barrier is complete. Only the narrow hot row
 /// changes, and no indexed column, so the update is HOT.
-pub fn count(client: &mut SpiClient<'_>, id: &str, remaining: i32, slotted: bool) -> Result<()> {
-    COUNT.write(client, &[id.into(), remaining.into(), slotted.into()])?;
+pub fn count(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    remaining: i32,
+    slotted: bool,
+    result_bytes: i64,
+) -> Result<()> {
+    COUNT.write(
+        client,
+        &[
+            id.into(),
+            remaining.into(),
+            slotted.into(),
+            result_bytes.into(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -438,7 +457,7 @@ fn jsonb_at(
 
 static FINISH: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
-             SET status = $2, finished_at = pg_catalog.statement_timestamp() \
+             SET status = $2, finished_at = pg_catalog.statement_timestamp(), result_bytes = 0 \
            WHERE id = $1",
     types: &[TEXT, TEXT],
     writes: true,
@@ -588,13 +607,24 @@ pub fn notify(
     Ok(())
 }
 
-static SWEEP_DUE: Statement = Statement {
-    sql: "SELECT b.id, b.round, b.expires_at <= pg_catalog.statement_timestamp() \
+static SWEEP_DUE_TTL: Statement = Statement {
+    sql: "SELECT b.id, b.round, true \
             FROM barrier_internal.barrier b \
-            JOIN barrier_internal.barrier_spec s ON s.id = b.id \
-           WHERE b.status = 'pending' \
-             AND (b.expires_at <= pg_catalog.statement_timestamp() \
-                  OR b.progress_at + s.stall_timeout <= pg_catalog.statement_timestamp()) \
+           WHERE b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
+           ORDER BY b.expires_at \
+           LIMIT $1 \
+             FOR NO KEY UPDATE OF b SKIP LOCKED",
+    types: &[INT4],
+    writes: true,
+};
+
+static SWEEP_DUE_STALL: Statement = Statement {
+    sql: "SELECT b.id, b.round, false \
+            FROM barrier_internal.barrier_spec s \
+            JOIN barrier_internal.barrier b ON b.id = s.id \
+           WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending' \
+             AND b.expires_at > pg_catalog.statement_timestamp() \
+             AND b.progress_at + s.stall_timeout <= pg_catalog.statement_timestamp() \
            LIMIT $1 \
              FOR NO KEY UPDATE OF b SKIP LOCKED",
     types: &[INT4],
@@ -613,7 +643,16 @@ pub struct Due {
 /// transaction holds are skipped (their holder decides first), so sweeps never wait or deadlock,
 /// and two sweeps never pick the same barrier.
 pub fn lock_due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Due>> {
-    let table = SWEEP_DUE.write(client, &[limit.into()])?;
+    // Past the ttl through its index; stalled through the (few) barriers that have a window.
+    let mut due = due_rows(SWEEP_DUE_TTL.write(client, &[limit.into()])?)?;
+    let left = limit - due.len() as i32;
+    if left > 0 {
+        due.extend(due_rows(SWEEP_DUE_STALL.write(client, &[left.into()])?)?);
+    }
+    Ok(due)
+}
+
+fn due_rows(table: SpiTupleTable<'_>) -> Result<Vec<Due>> {
     table
         .into_iter()
         .map(|row| {
@@ -684,7 +723,8 @@ pub fn claim_completions(
 }
 
 static MARK_TAKEN: Statement = Statement {
-    sql: "UPDATE barrier_internal.barrier SET taken_at = pg_catalog.statement_timestamp() \
+    sql: "UPDATE barrier_internal.barrier \
+             SET taken_at = pg_catalog.statement_timestamp(), result_bytes = 0 \
            WHERE id = $1 \
           RETURNING finished_at",
     types: &[TEXT],
@@ -738,26 +778,23 @@ pub struct Stats {
 }
 
 static STATS: Statement = Statement {
-    sql: "WITH visible AS ( \
-              SELECT b.id, b.status, b.taken_at, b.created_at, \
-                     CASE WHEN b.status = 'pending' \
-                           AND b.expires_at <= pg_catalog.statement_timestamp() \
-                          THEN 'expired' ELSE b.status END AS shown \
-                FROM barrier_internal.barrier b \
-               WHERE pg_catalog.pg_has_role($1, b.owner::oid, 'USAGE')), \
-          held AS ( \
-              SELECT count(*) AS result_rows, \
-                     COALESCE(sum(pg_catalog.pg_column_size(r.result)), 0)::bigint AS result_bytes \
-                FROM barrier_internal.result r JOIN visible v ON v.id = r.barrier_id) \
-          SELECT count(*) FILTER (WHERE v.shown = 'pending'), \
-                 count(*) FILTER (WHERE v.shown = 'complete'), \
-                 count(*) FILTER (WHERE v.shown = 'aborted'), \
-                 count(*) FILTER (WHERE v.shown = 'expired'), \
-                 count(*) FILTER (WHERE v.status = 'complete' AND v.taken_at IS NULL), \
-                 pg_catalog.statement_timestamp() \
-                   - min(v.created_at) FILTER (WHERE v.shown = 'pending'), \
-                 (SELECT result_rows FROM held), (SELECT result_bytes FROM held) \
-            FROM visible v",
+    sql: "SELECT count(*) FILTER (WHERE b.status = 'pending' \
+                                   AND b.expires_at > pg_catalog.statement_timestamp()), \
+                 count(*) FILTER (WHERE b.status = 'complete'), \
+                 count(*) FILTER (WHERE b.status = 'aborted'), \
+                 count(*) FILTER (WHERE b.status = 'expired' \
+                                     OR (b.status = 'pending' \
+                                         AND b.expires_at <= pg_catalog.statement_timestamp())), \
+                 count(*) FILTER (WHERE b.status = 'complete' AND b.taken_at IS NULL), \
+                 pg_catalog.statement_timestamp() - min(b.created_at) \
+                   FILTER (WHERE b.status = 'pending' \
+                             AND b.expires_at > pg_catalog.statement_timestamp()), \
+                 COALESCE(sum(CASE WHEN b.status = 'pending' THEN b.expected - b.remaining \
+                                   WHEN b.status = 'complete' AND b.taken_at IS NULL \
+                                   THEN b.expected ELSE 0 END), 0)::bigint, \
+                 COALESCE(sum(b.result_bytes), 0)::bigint \
+            FROM barrier_internal.barrier b \
+           WHERE pg_catalog.pg_has_role($1, b.owner::oid, 'USAGE')",
     types: &[OID],
     writes: false,
 };

@@ -36,16 +36,28 @@ pub extern "C-unwind" fn pg_barrier_sweeper_main(_argument: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // Sweeps rely on READ COMMITTED re-checks of the rows they lock, whatever the server default.
+    // SAFETY: a session-level setting of a built-in parameter, from static strings.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"default_transaction_isolation".as_ptr(),
+            c"read committed".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
     log!(
         "pg_barrier sweeper started in database \"{database}\", every {} s",
         gucs::SWEEP_INTERVAL.get()
     );
-    let mut complained = false;
+    let mut last_failure: Option<String> = None;
     loop {
         // A full batch means more is due: sweep again at once.
         let full = match sweep_once() {
             Ok(swept) => {
-                complained = false;
+                if last_failure.take().is_some() {
+                    log!("pg_barrier sweeper in \"{database}\": sweeping again");
+                }
                 if swept.expired + swept.deleted > 0 {
                     log!(
                         "pg_barrier sweeper in \"{database}\": expired {}, deleted {}",
@@ -56,10 +68,10 @@ pub extern "C-unwind" fn pg_barrier_sweeper_main(_argument: pg_sys::Datum) {
                 swept.expired == BATCH as usize || swept.deleted == BATCH as usize
             }
             Err(message) => {
-                // Say it once, not every round (e.g. the extension is not installed here).
-                if !complained {
+                // Say each failure once, not every round (e.g. the extension is not installed).
+                if last_failure.as_deref() != Some(message.as_str()) {
                     warning!("pg_barrier sweeper in \"{database}\": {message}");
-                    complained = true;
+                    last_failure = Some(message);
                 }
                 false
             }
@@ -85,9 +97,11 @@ fn interval() -> Duration {
 fn sweep_once() -> Result<Swept, String> {
     PgTryBuilder::new(|| {
         Ok(BackgroundWorker::transaction(|| {
-            // Our SQL names every object; pin the path anyway, as the functions do.
-            if let Err(error) = Spi::run("SET LOCAL search_path = pg_catalog, pg_temp") {
-                error!("cannot pin search_path: {error}");
+            // The settings the API functions run with (src/plans.sql, search_path).
+            if let Err(error) = Spi::run(
+                "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL enable_seqscan = off",
+            ) {
+                error!("cannot set the sweep's settings: {error}");
             }
             // Any failure is raised as an ERROR, so the transaction is rolled back below.
             crate::error::report("pg_barrier sweeper", || sweep(BATCH))

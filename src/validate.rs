@@ -167,6 +167,25 @@ pub fn jsonb_size(argument: &'static str, value: Option<RawJsonb>) -> Result<Opt
     Ok(value)
 }
 
+/// Most a barrier's results may weigh together: one jsonb value holds at most 256 MB.
+pub const MAX_BARRIER_RESULT_BYTES: i64 = 255 * 1024 * 1024;
+/// What one element adds to a jsonb array beyond its value (entry header, alignment).
+const ARRAY_ELEMENT_OVERHEAD: i64 = 8;
+
+/// The weight of a barrier's results once `result` is added, if still within
+/// `MAX_BARRIER_RESULT_BYTES`.
+pub fn results_weight(id: &str, recorded: i64, result: Option<RawJsonb>) -> Result<i64> {
+    let size = result.map_or(0, |value| value.size() as i64) + ARRAY_ELEMENT_OVERHEAD;
+    let total = recorded + size;
+    if total > MAX_BARRIER_RESULT_BYTES {
+        return Err(BarrierError::ResultsTooLarge {
+            id: id.to_string(),
+            limit: MAX_BARRIER_RESULT_BYTES,
+        });
+    }
+    Ok(total)
+}
+
 /// A count that must be at least 1 (`max_rows`, `extra`).
 pub fn positive_count(argument: &'static str, value: Option<i32>) -> Result<i32> {
     let value = required(argument, value)?;

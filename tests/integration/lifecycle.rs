@@ -21,40 +21,57 @@ fn notifications(listener: &mut postgres::Client, within: Duration) -> Vec<Value
 }
 
 #[test]
-fn a_sweep_notifies_expired_once() {
+fn concurrent_sweeps_expire_each_barrier_once_and_notify_once() {
+    const BARRIERS: i32 = 100;
     let mut listener = connect();
-    listener.batch_execute("LISTEN sweep_notify").unwrap();
-    let mut worker = connect();
-    worker
-        .batch_execute(
-            "SELECT barrier_enqueue('sw-late', 2, ttl => '1 second', channel => 'sweep_notify');
-             SELECT barrier_decr('sw-late');",
+    listener.batch_execute("LISTEN sweep_race").unwrap();
+    let mut admin = connect();
+    admin
+        .execute(
+            "SELECT count(barrier_enqueue('sw-' || g, 2, ttl => '1 second', channel => 'sweep_race'))
+               FROM generate_series(1, $1) g",
+            &[&BARRIERS],
         )
         .unwrap();
     thread::sleep(Duration::from_millis(1100));
-    // Two sweeps race (this one and the background sweeper): one expires, nobody twice.
-    let mut other = connect();
-    let sweeps: i64 = [&mut worker, &mut other]
-        .into_iter()
-        .map(|c| {
-            c.query_one("SELECT expired FROM barrier_sweep()", &[])
-                .unwrap()
-                .get::<_, i64>(0)
-        })
-        .sum();
-    assert!(sweeps <= 1);
-    let heard = notifications(&mut listener, Duration::from_millis(1500));
-    assert_eq!(
-        heard,
-        vec![json!({"id": "sw-late", "status": "expired", "round": 1})]
-    );
-    let status: String = worker
-        .query_one("SELECT status FROM barrier_status('sw-late')", &[])
+    // Two sweeps at once (and the background sweeper, every second): each barrier expires once.
+    let start = Barrier::new(2);
+    let swept: i64 = thread::scope(|scope| {
+        let sweeps: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut client = connect();
+                    start.wait();
+                    client
+                        .query_one("SELECT expired FROM barrier_sweep(30)", &[])
+                        .unwrap()
+                        .get::<_, i64>(0)
+                        + client
+                            .query_one("SELECT expired FROM barrier_sweep()", &[])
+                            .unwrap()
+                            .get::<_, i64>(0)
+                })
+            })
+            .collect();
+        sweeps.into_iter().map(|s| s.join().unwrap()).sum()
+    });
+    assert!(swept <= i64::from(BARRIERS));
+    let heard = notifications(&mut listener, Duration::from_millis(2500));
+    let ids: Vec<&str> = heard.iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), BARRIERS as usize, "one notification per barrier");
+    assert_eq!(unique.len(), BARRIERS as usize);
+    assert!(heard.iter().all(|n| n["status"] == "expired"));
+    let expired: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM barrier_internal.barrier WHERE id LIKE 'sw-%' AND status = 'expired'",
+            &[],
+        )
         .unwrap()
         .get(0);
-    assert_eq!(status, "expired");
+    assert_eq!(expired, i64::from(BARRIERS));
     assert_eq!(
-        decr(&mut worker, "sw-late", None, None).unwrap().status,
+        decr(&mut admin, "sw-1", None, None).unwrap().status,
         "expired"
     );
 }
@@ -65,15 +82,20 @@ fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
     // The worker starts with the server, before the test database exists, and is restarted
     // until it can connect: wait for it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let pid = loop {
-        let row = admin
+    let sweeper = |admin: &mut postgres::Client, database: &str| -> Option<i32> {
+        admin
             .query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_barrier sweeper'",
-                &[],
+                "SELECT pid FROM pg_stat_activity
+                  WHERE backend_type = 'pg_barrier sweeper' AND datname = $1",
+                &[&database],
             )
-            .unwrap();
-        if let Some(row) = row {
-            break row.get::<_, i32>(0);
+            .unwrap()
+            .map(|row| row.get(0))
+    };
+    let pid = loop {
+        let row = sweeper(&mut admin, "pgrx_tests").map(|pid| (pid,));
+        if let Some((pid,)) = row {
+            break pid;
         }
         assert!(
             Instant::now() < deadline,
@@ -94,6 +116,46 @@ fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
     assert_eq!(
         heard,
         vec![json!({"id": "bgw-late", "status": "expired", "round": 1})]
+    );
+
+    // A reload (SIGHUP) changes the interval: at an hour, nothing is swept for a while ...
+    let stored = |admin: &mut postgres::Client| -> String {
+        admin
+            .query_one(
+                "SELECT status FROM barrier_internal.barrier WHERE id = 'bgw-hup'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    admin
+        .batch_execute("ALTER SYSTEM SET pg_barrier.sweep_interval = '1h'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    admin
+        .batch_execute("SELECT barrier_enqueue('bgw-hup', 1, ttl => '1 second')")
+        .unwrap();
+    thread::sleep(Duration::from_millis(3000));
+    assert_eq!(stored(&mut admin), "pending");
+    // ... and back at a second, the reload wakes the worker, which sweeps.
+    admin
+        .batch_execute("ALTER SYSTEM RESET pg_barrier.sweep_interval")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stored(&mut admin) != "expired" {
+        assert!(Instant::now() < deadline, "not swept after the reload");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // The worker for `postgres`, where every round fails (no extension there), lives on.
+    let failing = sweeper(&mut admin, "postgres").expect("a sweeper for postgres");
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        sweeper(&mut admin, "postgres"),
+        Some(failing),
+        "the failing sweeper restarted"
     );
 
     let terminated: bool = admin
@@ -127,8 +189,25 @@ fn concurrent_consumers_never_receive_the_same_completion() {
             &[&BARRIERS],
         )
         .unwrap();
-    let start = Barrier::new(2);
+    let start = Barrier::new(3);
     let claimed: Vec<Vec<(String, Value)>> = thread::scope(|scope| {
+        // A third consumer takes them one by one, by id, from the other end.
+        let taker = scope.spawn(|| {
+            let mut client = connect();
+            start.wait();
+            let mut mine = Vec::new();
+            for n in (1..=BARRIERS).rev() {
+                let id = format!("cc-{n}");
+                if let Some(row) = client
+                    .query_opt("SELECT results::text FROM barrier_take($1)", &[&id])
+                    .unwrap()
+                {
+                    let results: String = row.get(0);
+                    mine.push((id, serde_json::from_str(&results).unwrap()));
+                }
+            }
+            mine
+        });
         let consumers: Vec<_> = (0..2)
             .map(|_| {
                 scope.spawn(|| {
@@ -155,7 +234,9 @@ fn concurrent_consumers_never_receive_the_same_completion() {
                 })
             })
             .collect();
-        consumers.into_iter().map(|c| c.join().unwrap()).collect()
+        let mut all: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        all.push(taker.join().unwrap());
+        all
     });
     let ids: Vec<&String> = claimed.iter().flatten().map(|(id, _)| id).collect();
     let unique: BTreeSet<&String> = ids.iter().copied().collect();

@@ -26,11 +26,12 @@ fn port() -> u16 {
 }
 
 /// This binary's server preloads pg_barrier so that its background sweeper runs here, every
-/// second, in the test database.
+/// second, in the test database, and in `postgres`, where the extension is not installed (every
+/// round there fails, and the worker must live on).
 fn server_settings() -> Vec<&'static str> {
     vec![
         "shared_preload_libraries = 'pg_barrier'",
-        "pg_barrier.sweep_databases = 'pgrx_tests'",
+        "pg_barrier.sweep_databases = 'pgrx_tests, postgres'",
         "pg_barrier.sweep_interval = '1s'",
     ]
 }
