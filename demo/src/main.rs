@@ -35,7 +35,10 @@ fn main() {
         .unwrap_or_else(|| "host=localhost port=5499 user=postgres dbname=postgres".into());
     let mut coordinator = connect(&dsn);
     coordinator
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_barrier")
+        // UPDATE brings a database from an earlier demo up to this library's version.
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_barrier; ALTER EXTENSION pg_barrier UPDATE",
+        )
         .expect("CREATE EXTENSION pg_barrier");
 
     let mut listener = connect(&dsn);
