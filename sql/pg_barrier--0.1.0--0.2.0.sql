@@ -20,7 +20,8 @@ ALTER TABLE barrier_internal.barrier
     ADD COLUMN result_bytes bigint NOT NULL DEFAULT 0 CHECK (result_bytes >= 0);
 UPDATE barrier_internal.barrier b
    SET result_bytes = s.bytes
-  FROM (SELECT barrier_id, sum(pg_catalog.pg_column_size(result) + 8)::bigint AS bytes
+  FROM (SELECT barrier_id,
+               sum(COALESCE(pg_catalog.pg_column_size(result), 0) + 8)::bigint AS bytes
           FROM barrier_internal.result GROUP BY barrier_id) s
  WHERE s.barrier_id = b.id;
 ALTER TABLE barrier_internal.barrier ADD CHECK (taken_at IS NULL OR status = 'complete');

@@ -114,6 +114,8 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
                 now() + interval '1 hour', NULL),
                ('up-plain', 1, 'postgres'::regrole, 'pending', 2, 1, false, now(),
                 now() + interval '1 hour', NULL),
+               ('up-nulls', 1, 'postgres'::regrole, 'pending', 2, 1, true, now(),
+                now() + interval '1 hour', NULL),
                ('up-done', 1, 'postgres'::regrole, 'complete', 1, 0, false, now(),
                 now() + interval '1 hour', now()),
                ('up-aborted', 1, 'postgres'::regrole, 'aborted', 2, 2, NULL, now(),
@@ -121,10 +123,12 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
         INSERT INTO barrier_internal.barrier_spec (id, callback, channel, ttl, reason)
         VALUES ('up-slotted', '{"next": 1}', 'pg_barrier', '1 hour', NULL),
                ('up-plain', NULL, 'pg_barrier', '1 hour', NULL),
+               ('up-nulls', NULL, 'pg_barrier', '1 hour', NULL),
                ('up-done', NULL, 'pg_barrier', '1 hour', NULL),
                ('up-aborted', NULL, 'pg_barrier', '1 hour', 'before the upgrade');
         INSERT INTO barrier_internal.result
-        VALUES ('up-slotted', 1, '"s1"'), ('up-plain', 0, '"p0"'), ('up-done', 0, '"d0"');
+        VALUES ('up-slotted', 1, '"s1"'), ('up-plain', 0, '"p0"'), ('up-done', 0, '"d0"'),
+               ('up-nulls', 0, NULL);
         "#,
     )
     .unwrap();
@@ -146,6 +150,8 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
         (done.status.as_str(), done.results),
         ("complete", Some(json!(["s0", "s1", "s2"])))
     );
+    let done = decr(&mut old, "up-nulls", None, Some(1)).unwrap();
+    assert_eq!(done.results, Some(json!([null, null])));
     let done = decr(&mut old, "up-plain", Some(&json!("p1")), None).unwrap();
     assert_eq!(done.results, Some(json!(["p0", "p1"])));
     let taken: String = old
