@@ -8,17 +8,7 @@ mod support;
 
 use postgres::Client;
 
-use support::{connect, connect_as};
-
-fn fresh_database(admin: &mut Client, name: &str) -> Client {
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    connect_as(&pgrx_tests::get_pg_user(), name)
-}
+use support::{connect, fresh_database};
 
 /// (updates, HOT updates) of the barrier table so far.
 fn barrier_updates(db: &mut Client) -> (i64, i64) {

@@ -5,23 +5,13 @@ use std::process::Command;
 use postgres::Client;
 use serde_json::json;
 
-use crate::support::{connect, connect_as, decr, server_port};
+use crate::support::{connect, connect_as, decr, fresh_database, server_port};
 
 fn server_setting(client: &mut Client, name: &str) -> String {
     client
         .query_one("SELECT setting FROM pg_config WHERE name = $1", &[&name])
         .unwrap()
         .get(0)
-}
-
-fn fresh_database(admin: &mut Client, name: &str) -> Client {
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    connect_as(&pgrx_tests::get_pg_user(), name)
 }
 
 /// Everything the extension defines, one line per object, for comparing installations.

@@ -56,6 +56,17 @@ pub fn connect_as(user: &str, database: &str) -> Client {
     client
 }
 
+/// An empty database `name` (dropped first if it exists), and a superuser connection to it.
+pub fn fresh_database(admin: &mut Client, name: &str) -> Client {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    connect_as(&pgrx_tests::get_pg_user(), name)
+}
+
 /// A new superuser connection to the test database.
 pub fn connect() -> Client {
     connect_as(&pgrx_tests::get_pg_user(), pgrx_tests::get_pg_dbname())
