@@ -69,11 +69,7 @@ fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
         // so try again once; a second miss cannot happen inside one transaction's own snapshot.
         for _ in 0..2 {
             if state::insert_barrier(client, id, caller.role, spec)? {
-                let status = initial_status(spec);
-                if status == Status::Complete {
-                    state::notify(client, spec.channel, id, Status::Complete, 1)?;
-                }
-                return Ok(status);
+                return begin_round(client, id, spec, 1);
             }
             let Some(barrier) = state::lock(client, id)? else {
                 continue;
@@ -87,12 +83,18 @@ fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
     })
 }
 
-fn initial_status(spec: &Spec<'_>) -> Status {
-    if spec.expected == 0 {
-        Status::Complete
-    } else {
-        Status::Pending
+/// The status of a round just registered; an empty fan-in is complete at once, and says so.
+fn begin_round(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    spec: &Spec<'_>,
+    round: i64,
+) -> Result<Status> {
+    if spec.expected > 0 {
+        return Ok(Status::Pending);
     }
+    state::notify(client, spec.channel, id, Status::Complete, round)?;
+    Ok(Status::Complete)
 }
 
 fn re_enqueue(
@@ -116,27 +118,12 @@ fn re_enqueue(
         _ => {}
     }
     let round = state::start_new_round(client, id, spec)?;
-    let status = initial_status(spec);
-    if status == Status::Complete {
-        state::notify(client, spec.channel, id, Status::Complete, round)?;
-    }
-    Ok(status)
+    begin_round(client, id, spec, round)
 }
 
 /// Stores the expiry that a caller just observed, and tells the listeners.
 fn expire(client: &mut SpiClient<'_>, id: &str, barrier: &Locked) -> Result<()> {
-    expire_round(client, id, barrier.round, None)
-}
-
-/// Ends round `round` of a locked, pending barrier as expired and notifies.
-pub(crate) fn expire_round(
-    client: &mut SpiClient<'_>,
-    id: &str,
-    round: i64,
-    reason: Option<&str>,
-) -> Result<()> {
-    let channel = state::finish(client, id, Status::Expired, reason)?;
-    state::notify(client, &channel, id, Status::Expired, round)
+    state::end_round(client, id, barrier.round, Status::Expired, None)
 }
 
 /// One row of `barrier_decr`: what this report did.
@@ -314,8 +301,7 @@ fn abort(id: &str, reason: Option<&str>) -> Result<&'static str> {
                 "expired"
             }
             Status::Pending => {
-                let channel = state::finish(client, id, Status::Aborted, reason)?;
-                state::notify(client, &channel, id, Status::Aborted, barrier.round)?;
+                state::end_round(client, id, barrier.round, Status::Aborted, reason)?;
                 "aborted"
             }
         })

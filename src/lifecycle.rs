@@ -4,7 +4,6 @@
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
-use crate::api::expire_round;
 use crate::error::{report, BarrierError};
 use crate::gucs;
 use crate::jsonb::RawJsonb;
@@ -46,7 +45,7 @@ pub fn sweep(max_rows: i32) -> Result<Swept, BarrierError> {
         let due = state::lock_due(client, max_rows)?;
         for barrier in &due {
             let reason = (!barrier.by_ttl).then_some("no report within stall_timeout");
-            expire_round(client, &barrier.id, barrier.round, reason)?;
+            state::end_round(client, &barrier.id, barrier.round, Status::Expired, reason)?;
         }
         let deleted = state::delete_finished(client, max_rows, retention)?;
         Ok(Swept {

@@ -480,14 +480,15 @@ fn delete_results(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Ends a live barrier as aborted or expired: frees its results and keeps a tombstone (the hot
-/// row and spec) so that late calls learn what happened. Returns the channel to notify.
-pub fn finish(
+/// Ends round `round` of a locked, live barrier as aborted or expired: frees its results, keeps
+/// a tombstone (the hot row and spec) so that late calls learn what happened, and notifies.
+pub fn end_round(
     client: &mut SpiClient<'_>,
     id: &str,
+    round: i64,
     status: Status,
     reason: Option<&str>,
-) -> Result<String> {
+) -> Result<()> {
     FINISH.write(client, &[id.into(), status.as_str().into()])?;
     let table = SET_REASON.write(client, &[id.into(), reason.into()])?;
     let channel = table
@@ -497,7 +498,7 @@ pub fn finish(
         .transpose()?
         .flatten();
     delete_results(client, id)?;
-    required(channel)
+    notify(client, &required(channel)?, id, status, round)
 }
 
 /// One barrier as `barrier_status` shows it.
