@@ -9,8 +9,9 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use crate::error::{report, BarrierError, Result};
+use crate::hot;
 use crate::jsonb::RawJsonb;
-use crate::security::{check_owner, read_as_owner, write_as_owner};
+use crate::security::{self, check_owner, read_as_owner, write_as_owner};
 use crate::state::{self, Completion, Locked, Spec, Status};
 use crate::validate;
 
@@ -148,8 +149,9 @@ impl Decrement {
 /// Exactly one call per barrier round answers `'complete'`, with every task's result in slot
 /// (or arrival) order and the stored callback. Other answers: `'pending'`, `'duplicate'` (this
 /// slot already reported, also after completion), `'already_complete'`, `'aborted'`, `'expired'`, `'unknown'`.
+// No `SET search_path` here, unlike the other functions: the common report runs no SQL (see
+// `hot`), and the SQL path pins its settings in code (see `security::PinnedSettings`).
 #[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_decr(
     id: Option<&str>,
@@ -183,6 +185,10 @@ fn barrier_decr(
 }
 
 fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<Decrement> {
+    security::require_current_schema()?;
+    if let Some(answer) = hot::decrement(id, result, slot)? {
+        return Ok(Decrement::answer(answer.status, Some(answer.remaining)));
+    }
     write_as_owner(|client, caller| {
         let Some(barrier) = state::lock(client, id)? else {
             return Ok(Decrement::answer("unknown", None));

@@ -36,6 +36,11 @@ impl FromDatum for RawJsonb {
 }
 
 impl RawJsonb {
+    /// The datum as PostgreSQL passed it (possibly compressed or toasted).
+    pub fn datum(self) -> pg_sys::Datum {
+        self.0
+    }
+
     /// The value's uncompressed size in bytes.
     pub fn size(self) -> usize {
         // SAFETY: a valid jsonb datum; only its header is read.

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod api;
 mod error;
 mod gucs;
+mod hot;
 mod jsonb;
 mod lifecycle;
 mod security;
@@ -21,8 +22,6 @@ mod validate;
 
 // The state tables, hand-written; every generated function comes after them.
 extension_sql_file!("schema.sql", name = "state_tables", bootstrap);
-// Planner settings of the API functions, once they all exist.
-extension_sql_file!("plans.sql", name = "plan_settings", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -23,8 +23,10 @@ REVOKE ALL ON SCHEMA barrier_internal FROM PUBLIC;
 -- status, expires_at and finished_at, which only enqueue and the end of a round change), so
 -- decrements are HOT updates. fillfactor leaves room on the page for the new versions.
 -- `owner` is a regrole so that pg_dump writes the role's name, not an oid of another cluster.
+-- Ids are opaque keys, compared byte for byte (COLLATE "C"): cheaper than a linguistic collation
+-- on every index step, and the same in every database.
 CREATE TABLE barrier_internal.barrier (
-    id          text        NOT NULL PRIMARY KEY,
+    id          text        COLLATE "C" NOT NULL PRIMARY KEY,
     round       bigint      NOT NULL CHECK (round > 0),
     owner       regrole     NOT NULL,
     status      text        NOT NULL CHECK (status IN ('pending', 'complete', 'aborted', 'expired')),
@@ -55,7 +57,7 @@ CREATE INDEX barrier_untaken ON barrier_internal.barrier (finished_at)
 -- What the enqueue asked for. Written by enqueue, abort and add, read at completion and by
 -- status; a decrement never touches it.
 CREATE TABLE barrier_internal.barrier_spec (
-    id            text     NOT NULL PRIMARY KEY,
+    id            text     COLLATE "C" NOT NULL PRIMARY KEY,
     callback      jsonb,
     channel       text     NOT NULL,
     ttl           interval NOT NULL,
@@ -69,7 +71,7 @@ CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
 -- One row per counted task of the current round: `slot` is the task's slot for slotted barriers
 -- and its arrival ordinal otherwise. Results are written once and never rewritten.
 CREATE TABLE barrier_internal.result (
-    barrier_id text    NOT NULL,
+    barrier_id text    COLLATE "C" NOT NULL,
     slot       integer NOT NULL CHECK (slot >= 0),
     result     jsonb,
     PRIMARY KEY (barrier_id, slot)

@@ -22,7 +22,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn capture() -> Self {
+    pub fn capture() -> Self {
         // SAFETY: reads backend-local state.
         unsafe {
             Caller {
@@ -37,6 +37,7 @@ impl Caller {
 pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
     require_current_schema()?;
     let caller = Caller::capture();
+    let _settings = PinnedSettings::enter();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect_mut(|client| work(client, caller))
 }
@@ -45,15 +46,20 @@ pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result
 pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
     require_current_schema()?;
     let caller = Caller::capture();
+    let _settings = PinnedSettings::enter();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect(|client| work(client, caller))
 }
 
 /// A role may act on a barrier if it has the privileges of the barrier's owner (is the owner, an
 /// inheriting member of it, or a superuser).
-pub fn check_owner(caller: Caller, owner: pg_sys::Oid, id: &str) -> Result<()> {
+pub fn may_act(caller: Caller, owner: pg_sys::Oid) -> bool {
     // SAFETY: a catalog lookup on two role oids.
-    if unsafe { pg_sys::has_privs_of_role(caller.role, owner) } {
+    caller.role == owner || unsafe { pg_sys::has_privs_of_role(caller.role, owner) }
+}
+
+pub fn check_owner(caller: Caller, owner: pg_sys::Oid, id: &str) -> Result<()> {
+    if may_act(caller, owner) {
         Ok(())
     } else {
         Err(BarrierError::NotOwner { id: id.to_string() })
@@ -68,7 +74,7 @@ thread_local! {
 
 /// This library works on the tables of its own version. After the library is replaced, calls
 /// fail with a clear error until `ALTER EXTENSION pg_barrier UPDATE` brings the SQL objects up.
-fn require_current_schema() -> Result<()> {
+pub fn require_current_schema() -> Result<()> {
     if SCHEMA_CURRENT.get() {
         return Ok(());
     }
@@ -129,6 +135,58 @@ fn state_owner() -> Result<pg_sys::Oid> {
         let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
         pg_sys::ReleaseSysCache(tuple);
         Ok(owner)
+    }
+}
+
+/// While alive, the settings our SQL is planned and run under are fixed, whatever the caller set:
+///
+/// - `search_path = pg_catalog, pg_temp`: every object our SQL names is schema-qualified, and an
+///   unqualified operator or function can only resolve to the built-in one, not to a look-alike
+///   on the caller's path;
+/// - `enable_seqscan = off`: statements are prepared once per backend and kept; one first
+///   prepared while the tables are nearly empty would otherwise keep a sequential-scan plan as
+///   they grow, and every look-up by id would scan the table.
+///
+/// Most API functions also carry `SET search_path` in their definition. `barrier_decr` does not:
+/// its common path (`hot`) runs no SQL, and a function-level setting costs two configuration
+/// changes on every call. Its SQL path runs under this guard like every other.
+struct PinnedSettings {
+    level: std::ffi::c_int,
+}
+
+impl PinnedSettings {
+    fn enter() -> Self {
+        // SAFETY: a new configuration nesting level, closed in Drop (or by the abort of the
+        // (sub)transaction, which restores every level above its own).
+        unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            for (name, value) in [
+                (c"search_path", c"pg_catalog, pg_temp"),
+                (c"enable_seqscan", c"off"),
+            ] {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+            PinnedSettings { level }
+        }
+    }
+}
+
+impl Drop for PinnedSettings {
+    fn drop(&mut self) {
+        // While unwinding from an error the (sub)transaction abort restores the settings.
+        if !std::thread::panicking() {
+            // SAFETY: closes the level `enter` opened, restoring the caller's values.
+            unsafe { pg_sys::AtEOXact_GUC(true, self.level) }
+        }
     }
 }
 

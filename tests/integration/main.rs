@@ -2,6 +2,7 @@
 //! (races between sessions, NOTIFY at commit, rollbacks, roles and installs).
 
 mod faults;
+mod hot_path;
 mod lifecycle;
 mod notify;
 mod operations;

@@ -1,4 +1,4 @@
-//! What an operator does: upgrade from 0.1.0, dump and restore, run for months.
+//! What an operator does: upgrade from a released version, dump and restore, run for months.
 
 use std::process::Command;
 
@@ -32,7 +32,7 @@ SELECT 'function ' || p.oid::regprocedure || ' -> ' || pg_get_function_result(p.
  WHERE p.pronamespace::regnamespace::text <> 'tests'
 UNION ALL
 SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-       || ' ' || a.attnotnull || ' ' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '')
+       || ' ' || coalesce(a.attcollation::regcollation::text, '') || ' ' || a.attnotnull || ' ' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'barrier_internal'
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
@@ -69,16 +69,7 @@ fn catalog(client: &mut Client) -> Vec<String> {
 #[test]
 fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
     let mut admin = connect();
-    // The 0.1.0 install script as released; the library serves both versions' SQL.
-    let extension_dir = format!("{}/extension", server_setting(&mut admin, "SHAREDIR"));
-    let released = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/pg_barrier--0.1.0.sql");
-    let installed = format!("{extension_dir}/pg_barrier--0.1.0.sql");
-    std::fs::copy(released, &installed).expect("copy the 0.1.0 install script (tests run as root)");
-    // Readable by the server, whatever the checkout's permissions.
-    let mut permissions = std::fs::metadata(&installed).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
-    std::fs::set_permissions(&installed, permissions).unwrap();
-
+    install_released_script(&mut admin, "0.1.0");
     let mut old = fresh_database(&mut admin, "barrier_upgrade");
     old.batch_execute("CREATE EXTENSION pg_barrier VERSION '0.1.0'")
         .unwrap();
@@ -131,7 +122,7 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, "0.2.0");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
 
     // In-flight barriers finish with every result, before and after the upgrade.
     decr(&mut old, "up-slotted", Some(&json!("s0")), Some(0)).unwrap();
@@ -161,9 +152,31 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
     )
     .unwrap();
 
-    let mut fresh = fresh_database(&mut admin, "barrier_fresh");
+    assert_same_catalog(&mut admin, &mut old, "barrier_fresh");
+}
+
+/// Puts a released install script where the server finds it; the library serves every
+/// version's SQL (and refuses to work until the update).
+fn install_released_script(admin: &mut Client, version: &str) {
+    let extension_dir = format!("{}/extension", server_setting(admin, "SHAREDIR"));
+    let released = format!(
+        "{}/sql/pg_barrier--{version}.sql",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let installed = format!("{extension_dir}/pg_barrier--{version}.sql");
+    std::fs::copy(released, &installed)
+        .expect("copy a released install script (tests run as root)");
+    // Readable by the server, whatever the checkout's permissions.
+    let mut permissions = std::fs::metadata(&installed).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    std::fs::set_permissions(&installed, permissions).unwrap();
+}
+
+/// An upgraded database defines exactly what a fresh install (in database `fresh`) does.
+fn assert_same_catalog(admin: &mut Client, upgraded: &mut Client, fresh: &str) {
+    let mut fresh = fresh_database(admin, fresh);
     fresh.batch_execute("CREATE EXTENSION pg_barrier").unwrap();
-    let (upgraded, installed) = (catalog(&mut old), catalog(&mut fresh));
+    let (upgraded, installed) = (catalog(upgraded), catalog(&mut fresh));
     assert!(installed.len() > 20, "{installed:?}");
     let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !installed.contains(l)).collect();
     let only_fresh: Vec<_> = installed.iter().filter(|l| !upgraded.contains(l)).collect();
@@ -171,6 +184,44 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
         only_upgraded.is_empty() && only_fresh.is_empty(),
         "the upgrade script and the install script disagree:\nonly after upgrade: {only_upgraded:#?}\nonly in a fresh install: {only_fresh:#?}"
     );
+}
+
+#[test]
+fn upgrading_from_0_2_0_keeps_live_barriers_and_matches_a_fresh_install() {
+    let mut admin = connect();
+    install_released_script(&mut admin, "0.2.0");
+    let mut old = fresh_database(&mut admin, "barrier_upgrade_020");
+    old.batch_execute("CREATE EXTENSION pg_barrier VERSION '0.2.0'")
+        .unwrap();
+    // Two barriers in flight as the 0.2.0 library left them, with ids that sort differently
+    // under a linguistic collation and byte order (the update makes ids byte-compared).
+    old.batch_execute(
+        r#"
+        INSERT INTO barrier_internal.barrier
+               (id, round, owner, status, expected, remaining, slotted, created_at, expires_at,
+                finished_at, progress_at, result_bytes)
+        VALUES ('Zeta', 1, 'postgres'::regrole, 'pending', 3, 2, true, now(),
+                now() + interval '1 hour', NULL, now(), 12),
+               ('alpha', 1, 'postgres'::regrole, 'pending', 2, 1, false, now(),
+                now() + interval '1 hour', NULL, now(), 12);
+        INSERT INTO barrier_internal.barrier_spec (id, callback, channel, ttl)
+        VALUES ('Zeta', NULL, 'pg_barrier', '1 hour'), ('alpha', NULL, 'pg_barrier', '1 hour');
+        INSERT INTO barrier_internal.result VALUES ('Zeta', 1, '"z1"'), ('alpha', 0, '"a0"');
+        ALTER EXTENSION pg_barrier UPDATE;
+        "#,
+    )
+    .unwrap();
+    // The first report after the update takes the fast path, the last one the SQL path.
+    let pending = decr(&mut old, "Zeta", Some(&json!("z0")), Some(0)).unwrap();
+    assert_eq!(
+        (pending.status.as_str(), pending.remaining),
+        ("pending", Some(1))
+    );
+    let done = decr(&mut old, "Zeta", Some(&json!("z2")), Some(2)).unwrap();
+    assert_eq!(done.results, Some(json!(["z0", "z1", "z2"])));
+    let done = decr(&mut old, "alpha", Some(&json!("a1")), None).unwrap();
+    assert_eq!(done.results, Some(json!(["a0", "a1"])));
+    assert_same_catalog(&mut admin, &mut old, "barrier_fresh_020");
 }
 
 #[test]

@@ -144,3 +144,20 @@ pub fn seed() -> u64 {
     eprintln!("PG_BARRIER_TEST_SEED={seed}");
     seed
 }
+
+/// Every index of the state tables holds exactly its table's rows: amcheck's `bt_index_check`
+/// with `heapallindexed` raises on a missing entry or a broken tree.
+pub fn assert_indexes_whole(client: &mut Client) {
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        .unwrap();
+    let checked = client
+        .query(
+            "SELECT bt_index_check(i.indexrelid, true)::text
+               FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+              WHERE t.relnamespace = 'barrier_internal'::regnamespace",
+            &[],
+        )
+        .unwrap_or_else(|error| panic!("an index of the state tables is damaged: {error}"));
+    assert!(checked.len() >= 7, "checked {} indexes", checked.len());
+}
