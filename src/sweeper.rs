@@ -97,13 +97,9 @@ fn interval() -> Duration {
 fn sweep_once() -> Result<Swept, String> {
     PgTryBuilder::new(|| {
         Ok(BackgroundWorker::transaction(|| {
-            // The settings the API functions run with (src/plans.sql, search_path).
-            if let Err(error) = Spi::run(
-                "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL enable_seqscan = off",
-            ) {
-                error!("cannot set the sweep's settings: {error}");
-            }
-            // Any failure is raised as an ERROR, so the transaction is rolled back below.
+            // `sweep` runs its SQL under the settings every API function fixes (see
+            // `security::PinnedSettings`). Any failure is raised as an ERROR, so the
+            // transaction is rolled back below.
             crate::error::report("pg_barrier sweeper", || sweep(BATCH))
         }))
     })
