@@ -8,8 +8,8 @@ ALTER TABLE barrier_internal.barrier_spec ALTER COLUMN id TYPE text COLLATE "C";
 ALTER TABLE barrier_internal.result ALTER COLUMN barrier_id TYPE text COLLATE "C";
 
 -- The library now fixes the planner and name-resolution settings of its own SQL while it runs,
--- so the functions no longer carry enable_seqscan; barrier_decr, whose common path runs no SQL,
--- no longer carries search_path either.
+-- so the functions no longer carry enable_seqscan. They keep search_path: a session may still
+-- run the 0.2.0 library after this update, and that library relies on it.
 DO $$
 DECLARE
     api regprocedure;
@@ -29,4 +29,3 @@ BEGIN
     END LOOP;
 END
 $$;
-ALTER FUNCTION barrier_decr(text, jsonb, integer) RESET search_path;

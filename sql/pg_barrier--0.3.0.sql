@@ -150,6 +150,7 @@ CREATE  FUNCTION "barrier_decr"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_decr_wrapper';
 /* </end connected objects> */

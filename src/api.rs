@@ -149,9 +149,8 @@ impl Decrement {
 /// Exactly one call per barrier round answers `'complete'`, with every task's result in slot
 /// (or arrival) order and the stored callback. Other answers: `'pending'`, `'duplicate'` (this
 /// slot already reported, also after completion), `'already_complete'`, `'aborted'`, `'expired'`, `'unknown'`.
-// No `SET search_path` here, unlike the other functions: the common report runs no SQL (see
-// `hot`), and the SQL path pins its settings in code (see `security::PinnedSettings`).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_decr(
     id: Option<&str>,

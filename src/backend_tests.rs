@@ -25,6 +25,12 @@ mod tests {
         requires = ["state_tables"]
     );
 
+    /// How many reports this backend counted on the fast path (`src/hot.rs`).
+    #[pg_extern]
+    fn fast_reports() -> i64 {
+        crate::hot::TAKEN.get()
+    }
+
     fn text(sql: &str) -> Option<String> {
         Spi::get_one::<String>(sql).expect("query failed")
     }
@@ -88,19 +94,77 @@ mod tests {
                  'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')"
             )));
         }
-        // Every function but barrier_decr pins its search_path in its definition; none carries
-        // other settings. barrier_decr pins it in code before running any SQL (its common path
-        // runs none): tests/integration/roles.rs calls it under a hostile search_path.
+        // Every function pins its search_path in its definition (for sessions still running an
+        // older library after an update) and carries no other setting: the library fixes its
+        // SQL's settings in code (tests/integration/roles.rs calls under a hostile search_path).
         assert_eq!(
             int(
                 "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid \
                   JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'pg_barrier' \
                  WHERE p.proname LIKE 'barrier\\_%' \
-                   AND p.proconfig IS DISTINCT FROM CASE WHEN p.proname = 'barrier_decr' THEN NULL \
-                       ELSE '{\"search_path=pg_catalog, pg_temp\"}'::text[] END"
+                   AND p.proconfig IS DISTINCT FROM '{\"search_path=pg_catalog, pg_temp\"}'::text[]"
             ),
             Some(0)
         );
+    }
+
+    #[pg_test]
+    fn the_fast_path_counts_the_common_reports_and_leaves_the_rest_to_sql() {
+        let fast = || int("SELECT tests.fast_reports()").unwrap();
+        let before = fast();
+        text("SELECT barrier_enqueue('fast', 3)");
+        assert_eq!(decr("'fast', '1', 0").0, "pending");
+        assert_eq!(fast(), before + 1, "a common report takes the fast path");
+        assert_eq!(decr("'fast', '2', 0").0, "duplicate");
+        assert_eq!(fast(), before + 1, "a repeated slot takes the SQL path");
+        assert_eq!(decr("'other-unknown', '2', 0").0, "unknown");
+        assert_eq!(decr("'fast', '3', 1").0, "pending");
+        assert_eq!(fast(), before + 2);
+        assert_eq!(decr("'fast', '4', 2").0, "complete");
+        assert_eq!(
+            fast(),
+            before + 2,
+            "the completing report takes the SQL path"
+        );
+        text("SELECT barrier_enqueue('fast-plain', 2)");
+        assert_eq!(decr("'fast-plain', '1'").0, "pending");
+        assert_eq!(fast(), before + 3, "unslotted reports take it too");
+    }
+
+    #[pg_test]
+    fn the_fast_path_expects_the_tables_as_installed() {
+        // The fast path declines on tables with other CHECK constraints or indexes than these
+        // (an administrator's additions); a schema change must update the counts.
+        let tables = [
+            (
+                "barrier",
+                crate::hot::BARRIER_CHECKS,
+                crate::hot::BARRIER_INDEXES,
+            ),
+            (
+                "result",
+                crate::hot::RESULT_CHECKS,
+                crate::hot::RESULT_INDEXES,
+            ),
+        ];
+        for (table, checks, indexes) in tables {
+            assert_eq!(
+                int(&format!(
+                    "SELECT count(*) FROM pg_constraint \
+                      WHERE conrelid = 'barrier_internal.{table}'::regclass AND contype = 'c'"
+                )),
+                Some(i64::from(checks)),
+                "{table}"
+            );
+            assert_eq!(
+                int(&format!(
+                    "SELECT count(*) FROM pg_index \
+                      WHERE indrelid = 'barrier_internal.{table}'::regclass"
+                )),
+                Some(i64::from(indexes)),
+                "{table}"
+            );
+        }
     }
 
     #[pg_test]

@@ -30,6 +30,14 @@
 use crate::error::Result;
 use crate::jsonb::RawJsonb;
 
+/// The CHECK constraints and indexes src/schema.sql gives the hot-row and result tables. The
+/// fast path declines on tables with any other number (an administrator's addition), so these
+/// must follow the schema; a test compares them with the installed tables.
+pub const BARRIER_CHECKS: u16 = 8;
+pub const BARRIER_INDEXES: i32 = 4;
+pub const RESULT_CHECKS: u16 = 1;
+pub const RESULT_INDEXES: i32 = 1;
+
 /// What a finished fast report answers: `pending` with the new remaining count, or
 /// `duplicate` (the slot had reported) with the unchanged one.
 pub struct Answer {
@@ -40,7 +48,18 @@ pub struct Answer {
 /// Counts the report if it is the common case; `None` hands it to the SQL path untouched.
 #[cfg(feature = "pg15")]
 pub fn decrement(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<Option<Answer>> {
-    pg15::decrement(id, result, slot)
+    let answer = pg15::decrement(id, result, slot)?;
+    #[cfg(any(test, feature = "pg_test"))]
+    if answer.is_some() {
+        TAKEN.set(TAKEN.get() + 1);
+    }
+    Ok(answer)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+thread_local! {
+    /// Reports this backend counted on the fast path (test builds only: `tests.fast_reports()`).
+    pub static TAKEN: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(not(feature = "pg15"))]
@@ -71,6 +90,14 @@ mod pg15 {
         result: Option<RawJsonb>,
         slot: Option<i32>,
     ) -> Result<Option<Answer>> {
+        // A read-only transaction or a standby: the SQL path raises what PostgreSQL raises
+        // there (these access methods do not check). A call made from inside this path (by an
+        // index expression an administrator added) takes the SQL path too.
+        // SAFETY: reads backend-local state.
+        if unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() } || BUSY.get() {
+            return Ok(None);
+        }
+        let _busy = Busy::enter();
         let caller = Caller::capture();
         // SAFETY: catalog cache look-ups by name; nothing is held.
         let Some((barrier, results)) = (unsafe { state_tables() }) else {
@@ -92,6 +119,23 @@ mod pg15 {
     thread_local! {
         static SCRATCH: std::cell::Cell<pg_sys::MemoryContext> =
             const { std::cell::Cell::new(null_mut()) };
+        static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Marks the path in use (its scratch memory is live) until dropped, also when unwinding.
+    struct Busy;
+
+    impl Busy {
+        fn enter() -> Busy {
+            BUSY.set(true);
+            Busy
+        }
+    }
+
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            BUSY.set(false);
+        }
     }
 
     /// A memory context for one call, kept for the backend's life and emptied on every use.
@@ -129,6 +173,14 @@ mod pg15 {
         }
     }
 
+    /// What src/schema.sql creates (checked against the installed tables by a test).
+    const BARRIER_CHECKS: u16 = super::BARRIER_CHECKS;
+    const BARRIER_INDEXES: i32 = super::BARRIER_INDEXES;
+    const RESULT_CHECKS: u16 = super::RESULT_CHECKS;
+    const RESULT_INDEXES: i32 = super::RESULT_INDEXES;
+    const TEXT_FAMILY: Oid = pg_sys::TEXT_BTREE_FAM_OID;
+    const INTEGER_FAMILY: Oid = pg_sys::INTEGER_BTREE_FAM_OID;
+
     /// The hot row's columns that a decrement reads or writes, by attribute number.
     struct HotColumns {
         id: usize,
@@ -142,8 +194,10 @@ mod pg15 {
         result_bytes: usize,
     }
 
-    /// The locked row's values the decision needs.
+    /// The row's values the decision needs.
     struct Row {
+        /// The version has the id we looked for.
+        same_id: bool,
         owner: Oid,
         pending: bool,
         expected: i32,
@@ -166,7 +220,7 @@ mod pg15 {
         unsafe {
             let table = pg_sys::table_open(barrier_oid, pg_sys::RowExclusiveLock as _);
             let columns = hot_columns(table);
-            let key = columns.as_ref().map(|columns| [columns.id]);
+            let key = columns.as_ref().map(|columns| [(columns.id, TEXT_FAMILY)]);
             let (Some(columns), Some(hot)) =
                 (columns, Keyed::new(table, key.as_ref().map(|k| &k[..])))
             else {
@@ -174,8 +228,9 @@ mod pg15 {
             };
             let table = pg_sys::table_open(results_oid, pg_sys::RowExclusiveLock as _);
             // The result table's only index is its primary key, which we maintain ourselves.
-            let ours = plain_table(table) && result_columns(table) && index_count(table) == 1;
-            let Some(stored) = Keyed::new(table, ours.then_some(&[0, 1][..])) else {
+            let ours = plain_table(table, RESULT_CHECKS, RESULT_INDEXES) && result_columns(table);
+            let key = [(0, TEXT_FAMILY), (1, INTEGER_FAMILY)];
+            let Some(stored) = Keyed::new(table, ours.then_some(&key[..])) else {
                 hot.close();
                 return Ok(None);
             };
@@ -215,8 +270,10 @@ mod pg15 {
     /// `UPDATE` does: the update takes the row lock (waiting for a concurrent holder) and fails
     /// if that version is no longer the newest. At READ COMMITTED the newest version is then
     /// locked and decided on again; at REPEATABLE READ and above the report is declined and the
-    /// SQL path raises the serialization failure. Holding the row, the result is recorded; a
-    /// repeated slot takes its result row back and restores the counter.
+    /// SQL path raises the serialization failure. Holding the row, the result is recorded. A
+    /// slot seen to have reported before the update goes to the SQL path; one that a concurrent
+    /// reporter committed between that look and our update is caught by the insert's unique
+    /// check, and then the result row is taken back and the counter restored.
     unsafe fn count_in(
         hot: &Keyed,
         stored: &Keyed,
@@ -231,8 +288,14 @@ mod pg15 {
             if !fetch_by_key(hot.table, hot.primary, snapshot, &mut key, row) {
                 return None;
             }
-            let mut seen = read_row(row, columns);
+            let mut seen = read_row(row, columns, report.id);
             let (mut position, mut weight) = decide(report, &seen)?;
+            // A slot that has reported goes to the SQL path, which answers `duplicate` holding
+            // only the row lock (writing and taking back here would make concurrent reporters
+            // at REPEATABLE READ fail for a report that changed nothing).
+            if report.slot.is_some() && slot_reported(stored, report.id_datum, position) {
+                return None;
+            }
             // A copy of the version we count from, to restore should the slot have reported.
             let mut old =
                 pg_sys::heap_copytuple(pg_sys::ExecFetchSlotHeapTuple(row, false, null_mut()));
@@ -243,7 +306,9 @@ mod pg15 {
                 {
                     return None;
                 }
-                seen = read_row(row, columns);
+                // The newest version, which the executor would check against the WHERE clause
+                // again: `read_row` compares its id.
+                seen = read_row(row, columns, report.id);
                 (position, weight) = decide(report, &seen)?;
                 old =
                     pg_sys::heap_copytuple(pg_sys::ExecFetchSlotHeapTuple(row, false, null_mut()));
@@ -276,6 +341,28 @@ mod pg15 {
         }
     }
 
+    /// Whether `position` has a result row, committed or written by this transaction.
+    ///
+    /// Looked up without the barrier's row lock, so this is a hint: a committer may come between
+    /// the look and the update, and the insert's own unique check catches that.
+    unsafe fn slot_reported(stored: &Keyed, id: Datum, position: i32) -> bool {
+        // SAFETY: open relations; the slot is dropped before returning.
+        unsafe {
+            let mut dirty = pg_sys::SnapshotData {
+                snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY,
+                ..Default::default()
+            };
+            let mut keys = [
+                key_on(stored.primary, 1, pg_sys::F_TEXTEQ, id),
+                key_on(stored.primary, 2, pg_sys::F_INT4EQ, Datum::from(position)),
+            ];
+            let found = pg_sys::table_slot_create(stored.table, null_mut());
+            let reported = fetch_by_key(stored.table, stored.primary, &mut dirty, &mut keys, found);
+            pg_sys::ExecDropSingleTupleTableSlot(found);
+            reported
+        }
+    }
+
     /// Locks the newest version of the row in `row` FOR NO KEY UPDATE, waiting for a concurrent
     /// holder as the executor's row locking does, and leaves it in `row`.
     unsafe fn lock_newest(
@@ -303,7 +390,7 @@ mod pg15 {
         }
     }
 
-    unsafe fn read_row(row: *mut pg_sys::TupleTableSlot, columns: &HotColumns) -> Row {
+    unsafe fn read_row(row: *mut pg_sys::TupleTableSlot, columns: &HotColumns, id: &str) -> Row {
         // SAFETY: a slot holding a tuple of the hot-row table, whose columns `columns` located.
         unsafe {
             pg_sys::slot_getsomeattrs_int(row, (*(*row).tts_tupleDescriptor).natts);
@@ -312,7 +399,9 @@ mod pg15 {
                 (!*(*row).tts_isnull.add(column)).then_some(datum)
             };
             let status = value(columns.status).and_then(|datum| <&str>::from_datum(datum, false));
+            let row_id = value(columns.id).and_then(|datum| <&str>::from_datum(datum, false));
             Row {
+                same_id: row_id == Some(id),
                 owner: value(columns.owner).map_or(pg_sys::InvalidOid, |d| {
                     Oid::from_datum(d, false).unwrap_or_default()
                 }),
@@ -338,7 +427,8 @@ mod pg15 {
         } = *report;
         // SAFETY: reads the statement's start time.
         let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
-        let usable = row.pending
+        let usable = row.same_id
+            && row.pending
             && row.expires_at > now
             && row.remaining > 1
             && row.remaining <= row.expected
@@ -533,15 +623,31 @@ mod pg15 {
         }
     }
 
-    /// A plain heap table with no triggers and no row security, as we created it.
-    unsafe fn plain_table(relation: pg_sys::Relation) -> bool {
+    /// A plain heap table as we created it: no triggers, rules, row security or partitioning,
+    /// no generated columns, and exactly our CHECK constraints and indexes (counted: anything an
+    /// administrator adds makes the fast path decline, and the SQL path honours it).
+    unsafe fn plain_table(relation: pg_sys::Relation, checks: u16, indexes: i32) -> bool {
         // SAFETY: an open relation.
         unsafe {
             let class = &*(*relation).rd_rel;
+            let constraints = (*(*relation).rd_att).constr;
+            let (check_count, generated) = if constraints.is_null() {
+                (0, false)
+            } else {
+                (
+                    (*constraints).num_check,
+                    (*constraints).has_generated_stored,
+                )
+            };
             class.relam == pg_sys::HEAP_TABLE_AM_OID
                 && class.relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
                 && !class.relrowsecurity
+                && !class.relhasrules
+                && !class.relispartition
                 && (*relation).trigdesc.is_null()
+                && check_count == checks
+                && !generated
+                && index_count(relation) == indexes
         }
     }
 
@@ -549,20 +655,20 @@ mod pg15 {
     unsafe fn hot_columns(barrier: pg_sys::Relation) -> Option<HotColumns> {
         // SAFETY: an open relation.
         unsafe {
-            if !plain_table(barrier) {
+            if !plain_table(barrier, BARRIER_CHECKS, BARRIER_INDEXES) {
                 return None;
             }
-            let find = |name: &CStr| column(barrier, name);
+            let find = |name: &CStr, type_oid: Oid| column(barrier, name, type_oid);
             Some(HotColumns {
-                id: find(c"id")?,
-                owner: find(c"owner")?,
-                status: find(c"status")?,
-                expected: find(c"expected")?,
-                remaining: find(c"remaining")?,
-                slotted: find(c"slotted")?,
-                expires_at: find(c"expires_at")?,
-                progress_at: find(c"progress_at")?,
-                result_bytes: find(c"result_bytes")?,
+                id: find(c"id", pg_sys::TEXTOID)?,
+                owner: find(c"owner", pg_sys::REGROLEOID)?,
+                status: find(c"status", pg_sys::TEXTOID)?,
+                expected: find(c"expected", pg_sys::INT4OID)?,
+                remaining: find(c"remaining", pg_sys::INT4OID)?,
+                slotted: find(c"slotted", pg_sys::BOOLOID)?,
+                expires_at: find(c"expires_at", pg_sys::TIMESTAMPTZOID)?,
+                progress_at: find(c"progress_at", pg_sys::TIMESTAMPTZOID)?,
+                result_bytes: find(c"result_bytes", pg_sys::INT8OID)?,
             })
         }
     }
@@ -572,9 +678,9 @@ mod pg15 {
         // SAFETY: an open relation.
         unsafe {
             (*(*results).rd_att).natts == 3
-                && column(results, c"barrier_id") == Some(0)
-                && column(results, c"slot") == Some(1)
-                && column(results, c"result") == Some(2)
+                && column(results, c"barrier_id", pg_sys::TEXTOID) == Some(0)
+                && column(results, c"slot", pg_sys::INT4OID) == Some(1)
+                && column(results, c"result", pg_sys::JSONBOID) == Some(2)
         }
     }
 
@@ -589,15 +695,16 @@ mod pg15 {
         }
     }
 
-    /// The 0-based position of a live column.
-    unsafe fn column(relation: pg_sys::Relation, name: &CStr) -> Option<usize> {
+    /// The 0-based position of a live column, if it has this type.
+    unsafe fn column(relation: pg_sys::Relation, name: &CStr, type_oid: Oid) -> Option<usize> {
         // SAFETY: an open relation's tuple descriptor.
         unsafe {
             let descriptor = (*relation).rd_att;
             let attributes = (*descriptor).attrs.as_slice((*descriptor).natts as usize);
-            attributes.iter().position(|attribute| {
+            let position = attributes.iter().position(|attribute| {
                 !attribute.attisdropped && CStr::from_ptr(attribute.attname.data.as_ptr()) == name
-            })
+            })?;
+            (attributes[position].atttypid == type_oid).then_some(position)
         }
     }
 
@@ -609,9 +716,10 @@ mod pg15 {
     }
 
     impl Keyed {
-        /// `table` with its primary key on `key` (0-based columns); `None`, with `table` closed,
-        /// if `key` is `None` (the table is not as we made it) or the key differs.
-        unsafe fn new(table: pg_sys::Relation, key: Option<&[usize]>) -> Option<Keyed> {
+        /// `table` with its primary key on `key` (0-based columns and their btree operator
+        /// families); `None`, with `table` closed, if `key` is `None` (the table is not as we
+        /// made it) or the key differs.
+        unsafe fn new(table: pg_sys::Relation, key: Option<&[(usize, Oid)]>) -> Option<Keyed> {
             // SAFETY: an open relation.
             unsafe {
                 let primary = key.and_then(|key| primary_key(table, key));
@@ -631,10 +739,11 @@ mod pg15 {
         }
     }
 
-    /// The table's primary key, opened, if it is a plain btree on exactly `columns` (0-based).
+    /// The table's primary key, opened, if it is a plain btree on exactly `columns` (0-based,
+    /// each with the default operator family of its type).
     unsafe fn primary_key(
         relation: pg_sys::Relation,
-        columns: &[usize],
+        columns: &[(usize, Oid)],
     ) -> Option<pg_sys::Relation> {
         // SAFETY: an open relation; the index is opened with the lock that writes need.
         unsafe {
@@ -647,12 +756,15 @@ mod pg15 {
             let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
             let form = &*(*index).rd_index;
             let keys = form.indkey.values.as_slice(form.indnatts as usize);
+            let families = std::slice::from_raw_parts((*index).rd_opfamily, columns.len());
             let plain = (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
                 && form.indnkeyatts as usize == columns.len()
-                && keys
-                    .iter()
-                    .zip(columns)
-                    .all(|(attnum, column)| *attnum as usize == column + 1)
+                && form.indnatts == form.indnkeyatts
+                && keys.iter().zip(columns).zip(families).all(
+                    |((attnum, (column, family)), index_family)| {
+                        *attnum as usize == column + 1 && index_family == family
+                    },
+                )
                 && pg_sys::heap_attisnull(
                     (*index).rd_indextuple,
                     pg_sys::Anum_pg_index_indexprs as i32,

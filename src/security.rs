@@ -147,9 +147,9 @@ fn state_owner() -> Result<pg_sys::Oid> {
 ///   prepared while the tables are nearly empty would otherwise keep a sequential-scan plan as
 ///   they grow, and every look-up by id would scan the table.
 ///
-/// Most API functions also carry `SET search_path` in their definition. `barrier_decr` does not:
-/// its common path (`hot`) runs no SQL, and a function-level setting costs two configuration
-/// changes on every call. Its SQL path runs under this guard like every other.
+/// The API functions also carry `SET search_path` in their definition. That one matters for a
+/// library older than this guard still loaded in a session after `ALTER EXTENSION UPDATE`: it
+/// runs its SQL under the function's settings only.
 struct PinnedSettings {
     level: std::ffi::c_int,
 }

@@ -79,6 +79,7 @@ fn a_database_owner_installs_it_and_other_roles_are_refused() {
                    EXCEPTION WHEN insufficient_privilege THEN NULL; END $$;
              BEGIN READ ONLY;
              DO $$ BEGIN PERFORM barrier_decr('caught');
+                   RAISE EXCEPTION 'a report was accepted in a read-only transaction';
                    EXCEPTION WHEN read_only_sql_transaction THEN NULL; END $$;",
         )
         .unwrap();
