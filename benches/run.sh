@@ -315,7 +315,13 @@ for run in $CHURN_RUNS; do
     # Whatever the last sweep has not reached yet goes now.
     case $comparator in
       twin) q -c "SELECT twin_sweep()" >/dev/null ;;
-      pg_barrier) until [[ $(q -c "SELECT count(*) FROM barrier_internal.barrier") == 0 ]]; do sleep 0.2; done ;;
+      pg_barrier)
+        waited=0
+        until [[ $(q -c "SELECT count(*) FROM barrier_internal.barrier") == 0 ]]; do
+          ((waited++ < 600)) || { echo "the sweeper left finished barriers for 2 minutes" >&2; exit 1; }
+          sleep 0.2
+        done
+        ;;
     esac
     IFS=$'\t' read -r heap1 index1 < <(sizes "$comparator")
     q -c "VACUUM $(tables_of "$comparator" | tr -d "'")" >/dev/null

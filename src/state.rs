@@ -85,6 +85,7 @@ const OID: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::OIDOID);
 const BOOL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::BOOLOID);
 const JSONB: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::JSONBOID);
 const INTERVAL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INTERVALOID);
+const TEXT_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID);
 
 /// A statement and its parameter types; prepared on first use in each backend.
 struct Statement {
@@ -666,20 +667,35 @@ fn due_rows(table: SpiTupleTable<'_>) -> Result<Vec<Due>> {
         .collect()
 }
 
-static SWEEP_DELETE: Statement = Statement {
-    sql: "WITH doomed AS ( \
+static SWEEP_DOOMED: Statement = Statement {
+    sql: "SELECT pg_catalog.array_agg(d.id) FROM ( \
               SELECT b.id FROM barrier_internal.barrier b \
                WHERE b.status <> 'pending' \
                  AND b.finished_at <= pg_catalog.statement_timestamp() - $2 \
                  AND (b.status <> 'aborted' OR b.expires_at <= pg_catalog.statement_timestamp()) \
                LIMIT $1 \
-                 FOR UPDATE OF b SKIP LOCKED), \
-          gone_results AS ( \
-              DELETE FROM barrier_internal.result r USING doomed d WHERE r.barrier_id = d.id), \
-          gone_specs AS ( \
-              DELETE FROM barrier_internal.barrier_spec s USING doomed d WHERE s.id = d.id) \
-          DELETE FROM barrier_internal.barrier b USING doomed d WHERE b.id = d.id",
+                 FOR UPDATE OF b SKIP LOCKED) d",
     types: &[INT4, INTERVAL],
+    writes: true,
+};
+
+// Deletes by a list of ids: one index probe per id whatever the tables' statistics were when
+// the plan was made (a join with the list could be planned as a scan of every result).
+static DELETE_RESULTS_OF: Statement = Statement {
+    sql: "DELETE FROM barrier_internal.result WHERE barrier_id = ANY ($1)",
+    types: &[TEXT_ARRAY],
+    writes: true,
+};
+
+static DELETE_SPECS_OF: Statement = Statement {
+    sql: "DELETE FROM barrier_internal.barrier_spec WHERE id = ANY ($1)",
+    types: &[TEXT_ARRAY],
+    writes: true,
+};
+
+static DELETE_BARRIERS_OF: Statement = Statement {
+    sql: "DELETE FROM barrier_internal.barrier WHERE id = ANY ($1)",
+    types: &[TEXT_ARRAY],
     writes: true,
 };
 
@@ -690,9 +706,17 @@ pub fn delete_finished(
     limit: i32,
     retention: Interval,
 ) -> Result<usize> {
-    Ok(SWEEP_DELETE
-        .write(client, &[limit.into(), retention.into()])?
-        .len())
+    let doomed = only_row(SWEEP_DOOMED.write(client, &[limit.into(), retention.into()])?)
+        .map(|row| row.get::<Vec<String>>(1))
+        .transpose()?
+        .flatten()
+        .unwrap_or_default();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    DELETE_RESULTS_OF.write(client, &[doomed.clone().into()])?;
+    DELETE_SPECS_OF.write(client, &[doomed.clone().into()])?;
+    Ok(DELETE_BARRIERS_OF.write(client, &[doomed.into()])?.len())
 }
 
 static CLAIM_COMPLETIONS: Statement = Statement {
