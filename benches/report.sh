@@ -237,7 +237,7 @@ set boxwidth 0.9
 set ylabel "x floor"
 set yrange [0:*]
 set grid ytics
-set key top right
+set key top left
 set xtics noenhanced
 plot '$work/throughput.dat' using 2:xtic(1) title 'synchronous_commit = on', '' using 3 title 'synchronous_commit = off'
 GP
