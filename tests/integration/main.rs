@@ -3,7 +3,9 @@
 
 mod faults;
 mod hot_path;
+mod isolation;
 mod lifecycle;
+mod model;
 mod notify;
 mod operations;
 mod races;
