@@ -39,6 +39,9 @@ pub enum BarrierError {
     Conflict { id: String, detail: String },
     /// The calling role may not act on this barrier.
     NotOwner { id: String },
+    /// A call that changes barriers, in a read-only transaction (also every transaction on a
+    /// hot standby).
+    ReadOnly,
     /// The installed SQL objects are of another version than this library.
     OutdatedSchema { installed: Option<String> },
     /// A failure of our own SQL that no argument explains.
@@ -79,6 +82,7 @@ impl BarrierError {
             }
             BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            BarrierError::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             BarrierError::OutdatedSchema { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -150,6 +154,12 @@ impl BarrierError {
             )
             .set_detail("A barrier belongs to the role that enqueued it.")
             .set_hint("Call as that role, as a member of it, or as a superuser."),
+            BarrierError::ReadOnly => ErrorReport::new(
+                code,
+                format!("{function}: cannot change barriers in a read-only transaction"),
+                function,
+            )
+            .set_hint("On a hot standby, call it on the primary; reading functions work anywhere."),
             BarrierError::OutdatedSchema { installed: Some(installed) } => ErrorReport::new(
                 code,
                 format!(

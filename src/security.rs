@@ -34,7 +34,14 @@ impl Caller {
 }
 
 /// Runs `work` as the state tables' owner with an SPI client that may write.
+///
+/// Refused up front in a read-only transaction: a writing SPI client takes a transaction id, which
+/// a hot standby cannot give (an internal error there, rather than PostgreSQL's 25006).
 pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result<T>) -> Result<T> {
+    // SAFETY: reads a flag of this backend's transaction state.
+    if unsafe { pg_sys::XactReadOnly } {
+        return Err(BarrierError::ReadOnly);
+    }
     require_current_schema()?;
     let caller = Caller::capture();
     let _settings = PinnedSettings::enter();

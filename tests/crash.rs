@@ -1,0 +1,712 @@
+//! Servers of their own, for faults that would disturb the shared test server: a crash in the
+//! middle of a workload, a hot standby, and two-phase commit. Each test runs a scratch
+//! PostgreSQL cluster (initdb, as the `postgres` user) from the same installation as the pgrx
+//! test server, with the pg_barrier the harness just installed.
+
+// Shared with tests/integration; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "integration/support.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, Config, NoTls};
+use serde_json::{json, Value};
+
+use support::{assert_indexes_whole, seed, sqlstate, Rng};
+
+/// A scratch cluster in `/var/tmp/pg_barrier-<name>`, stopped (immediately) when dropped.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+/// Runs an installation program as `postgres` (PostgreSQL refuses to run as root).
+fn as_postgres(program: &Path) -> Command {
+    let mut command = Command::new("sudo");
+    command.arg("-u").arg("postgres").arg(program);
+    command
+}
+
+fn run(mut command: Command) {
+    let output = command.output().expect("run a PostgreSQL program");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The installation's bin directory: where the pgrx test server's executable lives. Connecting
+/// to that server also makes the harness install the extension first.
+fn bin_dir() -> PathBuf {
+    let mut client = support::connect();
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let server = fs::read_link(format!("/proc/{pid}/exe")).expect("the server's executable");
+    server.parent().expect("a bin directory").to_path_buf()
+}
+
+impl Cluster {
+    /// A fresh cluster, started with `settings`, with pg_barrier installed in database `app`.
+    fn start(name: &str, settings: &[&str]) -> Cluster {
+        let bin = bin_dir();
+        let dir = PathBuf::from(format!("/var/tmp/pg_barrier-{name}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        run({
+            let mut chown = Command::new("chown");
+            chown.arg("postgres").arg(&dir);
+            chown
+        });
+        run({
+            let mut initdb = as_postgres(&bin.join("initdb"));
+            initdb
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(dir.join("data"));
+            initdb
+        });
+        let cluster = Cluster {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        let mut conf = format!(
+            "port = {}\nunix_socket_directories = '{}'\nfsync = on\n",
+            cluster.port,
+            cluster.dir.display()
+        );
+        for setting in settings {
+            conf.push_str(setting);
+            conf.push('\n');
+        }
+        fs::write(cluster.dir.join("data/postgresql.auto.conf"), conf).unwrap();
+        cluster.pg_ctl_start();
+        let mut admin = cluster.connect("postgres");
+        admin.batch_execute("CREATE DATABASE app").unwrap();
+        cluster
+            .connect("app")
+            .batch_execute("CREATE EXTENSION pg_barrier; CREATE EXTENSION amcheck")
+            .unwrap();
+        cluster
+    }
+
+    fn pg_ctl_start(&self) {
+        run({
+            let mut pg_ctl = as_postgres(&self.bin.join("pg_ctl"));
+            pg_ctl
+                .args(["start", "-w", "-t", "120", "-D"])
+                .arg(self.dir.join("data"))
+                .arg("-l")
+                .arg(self.log_path());
+            pg_ctl
+        });
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn connect(&self, database: &str) -> Client {
+        Config::new()
+            .host("localhost")
+            .port(self.port)
+            .user("postgres")
+            .dbname(database)
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("connect to {database} on port {}: {e}", self.port))
+    }
+
+    /// Kills the postmaster and every process of the cluster at once with SIGKILL: no
+    /// shutdown, no checkpoint, shared buffers lost. WAL already written is all that remains.
+    fn crash(&self) {
+        let pid_file = fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // "pid (comm) state ppid ...": the parent follows the last ')'.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        // Stopped first, all of them, so that none sees the others die and exits in an orderly
+        // way; then killed.
+        let list = pids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        run({
+            let mut kill = Command::new("bash");
+            kill.arg("-c")
+                .arg(format!("kill -STOP {list} && kill -KILL {list}"));
+            kill
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pids.iter().any(|pid| !gone(*pid)) {
+            assert!(Instant::now() < deadline, "processes survived SIGKILL");
+            thread::sleep(Duration::from_millis(20));
+        }
+        // Nobody here reaps the dead postmaster, and PostgreSQL would take its zombie for a live
+        // server; after a real crash the process would be gone, so its lock files go too.
+        fs::remove_file(self.dir.join("data/postmaster.pid")).unwrap();
+        let _ = fs::remove_file(self.dir.join(format!(".s.PGSQL.{}.lock", self.port)));
+    }
+}
+
+/// Whether a process has exited (it may linger as a zombie until its parent reaps it).
+fn gone(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .output();
+    }
+}
+
+const BARRIERS: usize = 48;
+const SLOTS: i32 = 40;
+const WORKERS: usize = 6;
+
+fn barrier_id(n: usize) -> String {
+    format!("crash-{n}")
+}
+
+/// The result a task reports for its slot: the same on every delivery.
+fn task_result(n: usize, slot: i32) -> Value {
+    json!(format!("b{n}s{slot}"))
+}
+
+/// What the client learned about one report before the crash.
+#[derive(Debug)]
+enum Delivery {
+    /// The server answered (and, in autocommit, committed): status and results.
+    Acknowledged(String, Option<Value>),
+    /// Sent, but the connection died before an answer: it may or may not have counted.
+    InFlight,
+}
+
+/// Drives reports from several sessions, SIGKILLs the whole cluster halfway, restarts it, and
+/// checks the recovered state against what the clients were told: every acknowledged report is
+/// there with its result, no barrier has two completers, and a consumer that comes back finds
+/// every completion through `barrier_completions`. Then the tasks are delivered again, as a
+/// queue would after a crash, and every barrier completes exactly once with every result.
+#[test]
+fn a_crash_mid_workload_loses_no_acknowledged_report() {
+    let cluster = Cluster::start("crash", &["synchronous_commit = on"]);
+    let mut admin = cluster.connect("app");
+    for n in 0..BARRIERS {
+        admin
+            .execute(
+                "SELECT barrier_enqueue($1, $2, channel => 'crash_done')",
+                &[&barrier_id(n), &SLOTS],
+            )
+            .unwrap();
+    }
+    let mut listener = cluster.connect("app");
+    listener.batch_execute("LISTEN crash_done").unwrap();
+
+    // Every slot once, a fifth of them twice (a redelivery), shuffled within groups of eight
+    // barriers taken in turn, so that at the crash some barriers are complete, some part way and
+    // some untouched; dealt round-robin to the workers.
+    let base_seed = seed();
+    let mut rng = Rng::new(base_seed);
+    let mut work: Vec<(u64, usize, i32)> = Vec::new();
+    for n in 0..BARRIERS {
+        for slot in 0..SLOTS {
+            let deliveries = if rng.below(5) == 0 { 2 } else { 1 };
+            for _ in 0..deliveries {
+                work.push((rng.next(), n, slot));
+            }
+        }
+    }
+    work.sort_by_key(|&(order, n, _)| (n / 8, order));
+    let work: Vec<(usize, i32)> = work.into_iter().map(|(_, n, slot)| (n, slot)).collect();
+    let total = work.len();
+    let done = AtomicUsize::new(0);
+    let log: Mutex<Vec<(usize, i32, Delivery)>> = Mutex::default();
+    thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let mine: Vec<(usize, i32)> =
+                work.iter().copied().skip(worker).step_by(WORKERS).collect();
+            let (cluster, done, log) = (&cluster, &done, &log);
+            scope.spawn(move || {
+                let mut client = cluster.connect("app");
+                for (n, slot) in mine {
+                    let answer = client.query_one(
+                        "SELECT status, results::text FROM barrier_decr($1, $2::text::jsonb, $3)",
+                        &[&barrier_id(n), &task_result(n, slot).to_string(), &slot],
+                    );
+                    let delivery = match answer {
+                        Ok(row) => Delivery::Acknowledged(
+                            row.get(0),
+                            row.get::<_, Option<String>>(1)
+                                .map(|text| serde_json::from_str(&text).unwrap()),
+                        ),
+                        Err(_) => Delivery::InFlight,
+                    };
+                    let lost = matches!(delivery, Delivery::InFlight);
+                    log.lock().unwrap().push((n, slot, delivery));
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if lost {
+                        return;
+                    }
+                }
+            });
+        }
+        // Somewhere between a third and two thirds of the way.
+        let crash_at = total / 3 + rng.below(total / 3);
+        while done.load(Ordering::Relaxed) < crash_at {
+            thread::sleep(Duration::from_millis(5));
+        }
+        cluster.crash();
+    });
+    let log = log.into_inner().unwrap();
+    let acknowledged = log
+        .iter()
+        .filter(|(_, _, d)| matches!(d, Delivery::Acknowledged(..)))
+        .count();
+    let in_flight = log.len() - acknowledged;
+    assert!(
+        in_flight > 0,
+        "the crash interrupted no report; it came too late"
+    );
+    assert!(
+        log.iter()
+            .any(|(_, _, d)| matches!(d, Delivery::Acknowledged(s, _) if s == "complete")),
+        "no barrier completed before the crash"
+    );
+    assert!(
+        listener.batch_execute("SELECT 1").is_err(),
+        "a session survived the crash"
+    );
+
+    cluster.pg_ctl_start();
+    let server_log = cluster.log();
+    assert!(
+        server_log.contains("database system was interrupted")
+            || server_log.contains("not properly shut down"),
+        "the restart did not go through crash recovery:\n{server_log}"
+    );
+    let mut admin = cluster.connect("app");
+    let mut completers: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
+    let mut counted: BTreeMap<usize, BTreeSet<i32>> = BTreeMap::new();
+    let mut maybe: BTreeMap<usize, BTreeSet<i32>> = BTreeMap::new();
+    for (n, slot, delivery) in &log {
+        match delivery {
+            Delivery::Acknowledged(status, results) => {
+                assert!(
+                    ["pending", "complete", "duplicate"].contains(&status.as_str()),
+                    "barrier {n} slot {slot} answered {status}"
+                );
+                counted.entry(*n).or_default().insert(*slot);
+                if status == "complete" {
+                    completers
+                        .entry(*n)
+                        .or_default()
+                        .push(results.clone().unwrap());
+                }
+            }
+            Delivery::InFlight => {
+                maybe.entry(*n).or_default().insert(*slot);
+            }
+        }
+    }
+    let all_results =
+        |n: usize| Value::Array((0..SLOTS).map(|slot| task_result(n, slot)).collect());
+    for n in 0..BARRIERS {
+        let id = barrier_id(n);
+        let row = admin
+            .query_one(
+                "SELECT status, remaining, barrier_results($1)::text FROM barrier_status($1)",
+                &[&id],
+            )
+            .unwrap();
+        let (status, remaining): (String, i32) = (row.get(0), row.get(1));
+        let results: Vec<Value> = serde_json::from_str::<Value>(&row.get::<_, String>(2))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        let stored: BTreeSet<i32> = results
+            .iter()
+            .map(|value| {
+                let text = value.as_str().expect("a task's result");
+                let slot = text.rsplit_once('s').unwrap().1.parse().unwrap();
+                assert_eq!(value, &task_result(n, slot), "a result changed");
+                slot
+            })
+            .collect();
+        assert_eq!(stored.len(), results.len(), "a slot is stored twice");
+        assert_eq!(
+            stored.len() as i32,
+            SLOTS - remaining,
+            "barrier {n}: the count and the results disagree"
+        );
+        let mine = counted.get(&n).cloned().unwrap_or_default();
+        let missing: Vec<&i32> = mine.difference(&stored).collect();
+        assert!(
+            missing.is_empty(),
+            "barrier {n}: acknowledged slots {missing:?} were lost"
+        );
+        let extra: Vec<&i32> = stored
+            .difference(&mine)
+            .filter(|slot| !maybe.get(&n).is_some_and(|m| m.contains(slot)))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "barrier {n}: slots {extra:?} were never sent"
+        );
+        let completions = completers.get(&n).map_or(0, Vec::len);
+        assert!(
+            completions <= 1,
+            "barrier {n} completed {completions} times"
+        );
+        if completions == 1 {
+            assert_eq!(status, "complete");
+            assert_eq!(completers[&n][0], all_results(n));
+        }
+    }
+
+    // The tasks are delivered again after the crash: each barrier completes exactly once.
+    let mut client = cluster.connect("app");
+    for n in 0..BARRIERS {
+        for slot in 0..SLOTS {
+            let row = client
+                .query_one(
+                    "SELECT status, results::text FROM barrier_decr($1, $2::text::jsonb, $3)",
+                    &[&barrier_id(n), &task_result(n, slot).to_string(), &slot],
+                )
+                .unwrap();
+            let status: String = row.get(0);
+            if status == "complete" {
+                let results: Value = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
+                completers.entry(n).or_default().push(results);
+            } else {
+                assert!(
+                    ["pending", "duplicate"].contains(&status.as_str()),
+                    "{status}"
+                );
+            }
+        }
+        assert_eq!(
+            completers.get(&n).map(Vec::as_slice),
+            Some(&[all_results(n)][..]),
+            "barrier {n}: not exactly one completion with every result"
+        );
+    }
+    // A consumer that was away (its LISTEN died with the server) finds every completion by
+    // reading state, each exactly once.
+    let mut consumer = cluster.connect("app");
+    let claimed = consumer
+        .query(
+            "SELECT id, results::text FROM barrier_completions('crash_done', 1000)",
+            &[],
+        )
+        .unwrap();
+    let claimed: BTreeMap<String, Value> = claimed
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                serde_json::from_str(&row.get::<_, String>(1)).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(claimed.len(), BARRIERS);
+    for n in 0..BARRIERS {
+        assert_eq!(claimed.get(&barrier_id(n)), Some(&all_results(n)));
+    }
+    assert!(consumer
+        .query(
+            "SELECT id FROM barrier_completions('crash_done', 1000)",
+            &[]
+        )
+        .unwrap()
+        .is_empty());
+    assert_indexes_whole(&mut admin);
+    let server_log = cluster.log();
+    assert!(
+        !server_log.contains("PANIC") && !server_log.contains("was terminated by signal"),
+        "the server log shows a crash the test did not cause:\n{server_log}"
+    );
+    eprintln!(
+        "crash: {total} deliveries planned, {acknowledged} acknowledged and {in_flight} in \
+         flight at the SIGKILL; all acknowledged reports recovered, {BARRIERS} barriers \
+         completed once each"
+    );
+}
+
+/// Polls until the standby has replayed everything the primary has written.
+fn wait_for_replay(primary: &mut Client, standby: &mut Client) {
+    let target: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let caught_up: bool = standby
+            .query_one(
+                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                &[&target],
+            )
+            .unwrap()
+            .get(0);
+        if caught_up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the standby did not catch up");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// On a hot standby, every call that would change a barrier fails cleanly with 25006, and the
+/// readers show the primary's state.
+#[test]
+fn a_hot_standby_refuses_changes_with_25006_and_reads_the_primary_state() {
+    let primary = Cluster::start("primary", &["wal_level = replica"]);
+    let mut writer = primary.connect("app");
+    writer
+        .batch_execute(
+            "SELECT barrier_enqueue('standby', 3, '{\"next\": \"merge\"}');
+             SELECT barrier_decr('standby', '\"a\"', 0);
+             SELECT barrier_enqueue('standby-done', 1);
+             SELECT barrier_decr('standby-done', '\"z\"', 0);",
+        )
+        .unwrap();
+    let standby_dir = PathBuf::from("/var/tmp/pg_barrier-standby");
+    let _ = fs::remove_dir_all(&standby_dir);
+    fs::create_dir_all(&standby_dir).unwrap();
+    run({
+        let mut chown = Command::new("chown");
+        chown.arg("postgres").arg(&standby_dir);
+        chown
+    });
+    run({
+        let mut backup = as_postgres(&primary.bin.join("pg_basebackup"));
+        backup
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-h",
+                "localhost",
+                "-U",
+                "postgres",
+                "-p",
+            ])
+            .arg(primary.port.to_string())
+            .arg("-D")
+            .arg(standby_dir.join("data"));
+        backup
+    });
+    let standby = Cluster {
+        bin: primary.bin.clone(),
+        dir: standby_dir,
+        port: free_port(),
+    };
+    // The copied settings name the primary's port and socket directory; the standby's own
+    // come last and win.
+    let conf = standby.dir.join("data/postgresql.auto.conf");
+    let mut settings = fs::read_to_string(&conf).unwrap();
+    settings.push_str(&format!(
+        "port = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+        standby.port,
+        standby.dir.display()
+    ));
+    fs::write(&conf, settings).unwrap();
+    standby.pg_ctl_start();
+    let mut reader = standby.connect("app");
+    wait_for_replay(&mut writer, &mut reader);
+    let in_recovery: bool = reader
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .unwrap()
+        .get(0);
+    assert!(in_recovery);
+
+    let refused = [
+        "SELECT barrier_enqueue('standby-new', 2)",
+        "SELECT barrier_enqueue('standby', 4, replace => true)",
+        "SELECT * FROM barrier_decr('standby', '\"b\"', 1)",
+        "SELECT * FROM barrier_decr('standby', '\"a\"', 0)",
+        "SELECT barrier_abort('standby')",
+        "SELECT barrier_add('standby', 1)",
+        "SELECT * FROM barrier_take('standby-done')",
+        "SELECT * FROM barrier_completions()",
+        "SELECT * FROM barrier_sweep()",
+    ];
+    for statement in refused {
+        let error = reader.batch_execute(statement).expect_err(statement);
+        assert_eq!(sqlstate(&error), "25006", "{statement}: {error}");
+    }
+    let row = reader
+        .query_one(
+            "SELECT status, remaining, barrier_results('standby')::text, callback::text
+               FROM barrier_status('standby')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3)
+        ),
+        (
+            "pending".to_string(),
+            2,
+            "[\"a\"]".to_string(),
+            "{\"next\": \"merge\"}".to_string()
+        )
+    );
+    let pending: i64 = reader
+        .query_one("SELECT pending FROM barrier_stats()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 1);
+    // The primary carries on, untouched by the refused calls.
+    let answer: String = writer
+        .query_one(
+            "SELECT status FROM barrier_decr('standby', '\"b\"', 1)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(answer, "pending");
+    let results: String = writer
+        .query_one(
+            "SELECT results::text FROM barrier_decr('standby', '\"c\"', 2)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(results, "[\"a\", \"b\", \"c\"]");
+    eprintln!("standby: {} calls refused with 25006", refused.len());
+}
+
+/// Two-phase commit: a report that would notify (the completing one, an abort) cannot be
+/// prepared, and the refusal rolls it back; a report that does not notify can, and counts only
+/// once COMMIT PREPARED runs.
+#[test]
+fn prepare_transaction_is_refused_after_a_notifying_call_and_counts_only_when_committed() {
+    let cluster = Cluster::start("twophase", &["max_prepared_transactions = 4"]);
+    let mut client = cluster.connect("app");
+    client
+        .batch_execute(
+            "SELECT barrier_enqueue('twophase', 2);
+             SELECT barrier_enqueue('twophase-abort', 2);",
+        )
+        .unwrap();
+
+    // A pending report, prepared: invisible until committed, and it holds the row meanwhile.
+    client
+        .batch_execute(
+            "BEGIN; SELECT barrier_decr('twophase', '\"a\"', 0); PREPARE TRANSACTION 'report-a';",
+        )
+        .unwrap();
+    let mut other = cluster.connect("app");
+    other.batch_execute("SET lock_timeout = '200ms'").unwrap();
+    let error = other
+        .batch_execute("SELECT barrier_decr('twophase', '\"b\"', 1)")
+        .expect_err("the prepared report holds the row");
+    assert_eq!(sqlstate(&error), "55P03", "{error}");
+    let remaining: i32 = other
+        .query_one("SELECT remaining FROM barrier_status('twophase')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(remaining, 2);
+    client.batch_execute("COMMIT PREPARED 'report-a'").unwrap();
+
+    // The completing report notifies, so PREPARE is refused and the transaction rolls back.
+    let error = client
+        .batch_execute(
+            "BEGIN; SELECT barrier_decr('twophase', '\"b\"', 1); PREPARE TRANSACTION 'report-b';",
+        )
+        .expect_err("a completing report cannot be prepared");
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+    client.batch_execute("ROLLBACK").unwrap();
+    let row = client
+        .query_one(
+            "SELECT status, remaining, barrier_results('twophase')::text
+               FROM barrier_status('twophase')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, String>(2)
+        ),
+        ("pending".to_string(), 1, "[\"a\"]".to_string())
+    );
+    let error = client
+        .batch_execute(
+            "BEGIN; SELECT barrier_abort('twophase-abort'); PREPARE TRANSACTION 'abort';",
+        )
+        .expect_err("an abort cannot be prepared");
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+    client.batch_execute("ROLLBACK").unwrap();
+    let prepared: i64 = client
+        .query_one("SELECT count(*) FROM pg_prepared_xacts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(prepared, 0);
+
+    // Both barriers still work: the last report completes with both results.
+    let results: String = client
+        .query_one(
+            "SELECT results::text FROM barrier_decr('twophase', '\"b\"', 1)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(results, "[\"a\", \"b\"]");
+    let aborted: String = client
+        .query_one("SELECT barrier_abort('twophase-abort')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(aborted, "aborted");
+}
