@@ -22,8 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use postgres::Client;
 use serde_json::{json, Value};
 
-use crate::support::{assert_indexes_whole, connect, seed, sqlstate, Rng};
+use crate::support::{
+    assert_indexes_whole, connect, connect_as, fresh_database, seed, sqlstate, Rng,
+};
 
+/// A database of its own: the workload's sweeps (with a 1 s retention) act on every barrier in
+/// their database, and would delete other tests' barriers.
+const DATABASE: &str = "barrier_model";
 const SESSIONS: usize = 8;
 /// Barrier ids in play. Ids with `k % 3 == 0` are short-lived and wide, so that some expire;
 /// ids with `k % 4 == 1` are counted without slots.
@@ -226,7 +231,7 @@ fn session(
     deliveries: &Deliveries,
 ) -> (Vec<Call>, usize) {
     let mut rng = Rng::new(base_seed ^ ((session as u64 + 1) << 32));
-    let mut client = connect();
+    let mut client = connect_as(&pgrx_tests::get_pg_user(), DATABASE);
     client
         .batch_execute(&format!("SET pg_barrier.retention = '{RETENTION_MS}ms'"))
         .unwrap();
@@ -311,6 +316,9 @@ fn session(
 #[test]
 fn a_random_workload_matches_the_sequential_model() {
     let base_seed = seed();
+    fresh_database(&mut connect(), DATABASE)
+        .batch_execute("CREATE EXTENSION pg_barrier")
+        .unwrap();
     let seconds: u64 = std::env::var("PG_BARRIER_MODEL_SECONDS")
         .ok()
         .and_then(|value| value.parse().ok())
@@ -340,7 +348,7 @@ fn a_random_workload_matches_the_sequential_model() {
     });
     calls.sort_by_key(|call| (call.k, call.at, call.session, call.seq));
 
-    let mut admin = connect();
+    let mut admin = connect_as(&pgrx_tests::get_pg_user(), DATABASE);
     let finals: Vec<Final> = (0..IDS)
         .map(|k| {
             let row = admin

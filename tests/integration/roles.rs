@@ -47,7 +47,13 @@ fn a_database_owner_installs_it_and_other_roles_are_refused() {
         "SELECT barrier_results('mine')",
         "SELECT barrier_enqueue('mine', 2, '{\"fn\": \"x\"}')",
         "SELECT barrier_enqueue('mine', 1, replace => true)",
+        "SELECT barrier_add('mine', 1)",
+        "SELECT * FROM barrier_take('mine')",
         "SELECT * FROM barrier_internal.barrier",
+        "SELECT * FROM barrier_internal.barrier_spec",
+        "SELECT * FROM barrier_internal.result",
+        "DELETE FROM barrier_internal.barrier_spec",
+        "TRUNCATE barrier_internal.result",
         "UPDATE barrier_internal.barrier SET remaining = 0",
         "INSERT INTO barrier_internal.result VALUES ('mine', 1, '1')",
     ] {
@@ -68,6 +74,27 @@ fn a_database_owner_installs_it_and_other_roles_are_refused() {
     let answer = decr(&mut owner, "mine", None, Some(1)).unwrap();
     assert_eq!(answer.status, "complete");
     assert_eq!(answer.results, Some(serde_json::json!([null, null])));
+    // Completed, it is still not the other role's to take, claim or count.
+    let error = other
+        .batch_execute("SELECT * FROM barrier_take('mine')")
+        .expect_err("take of another role's completion");
+    assert_eq!(sqlstate(&error), "42501", "{error}");
+    let claimed = other
+        .query("SELECT id FROM barrier_completions()", &[])
+        .unwrap();
+    assert!(
+        claimed.is_empty(),
+        "another role's completion was handed out"
+    );
+    let seen: i64 = other
+        .query_one("SELECT complete FROM barrier_stats()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0);
+    let taken = owner
+        .query("SELECT results::text FROM barrier_take('mine')", &[])
+        .unwrap();
+    assert_eq!(taken.len(), 1, "the owner still takes it");
     // A caught error, whether ours (42501) or PostgreSQL's from inside our SQL (25006), leaves
     // the session as the calling role: no privilege of the tables' owner leaks out.
     other
@@ -111,6 +138,66 @@ fn a_database_owner_installs_it_and_other_roles_are_refused() {
     );
 }
 
+/// Look-alikes of the functions and operators the API's SQL uses, in schema `shadow`. Each one
+/// records that it ran (and as whom) in `shadow.calls`, then returns something plausible, so a
+/// hijack shows up even where it would not break the answer.
+const SHADOWS: &str = r#"
+    CREATE TABLE shadow.calls (what text, by_role text);
+    GRANT INSERT ON shadow.calls TO PUBLIC;
+    CREATE FUNCTION shadow.record(what text) RETURNS void LANGUAGE sql
+        AS 'INSERT INTO shadow.calls VALUES (what, current_user)';
+    CREATE FUNCTION shadow.text_eq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('text ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
+    CREATE OPERATOR shadow.= (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.text_eq);
+    CREATE FUNCTION shadow.int_eq(a int, b int) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('int ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
+    CREATE OPERATOR shadow.= (LEFTARG = int, RIGHTARG = int, FUNCTION = shadow.int_eq);
+    CREATE FUNCTION shadow.int_minus(a int, b int) RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('int -'); RETURN a OPERATOR(pg_catalog.-) b; END $$;
+    CREATE OPERATOR shadow.- (LEFTARG = int, RIGHTARG = int, FUNCTION = shadow.int_minus);
+    CREATE FUNCTION shadow.int_plus(a int, b int) RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('int +'); RETURN a OPERATOR(pg_catalog.+) b; END $$;
+    CREATE OPERATOR shadow.+ (LEFTARG = int, RIGHTARG = int, FUNCTION = shadow.int_plus);
+    CREATE FUNCTION shadow.ts_le(a timestamptz, b timestamptz) RETURNS boolean
+        LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('timestamptz <='); RETURN a OPERATOR(pg_catalog.<=) b; END $$;
+    CREATE OPERATOR shadow.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz,
+                               FUNCTION = shadow.ts_le);
+    CREATE FUNCTION shadow.ts_plus(a timestamptz, b interval) RETURNS timestamptz
+        LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('timestamptz +'); RETURN a OPERATOR(pg_catalog.+) b; END $$;
+    CREATE OPERATOR shadow.+ (LEFTARG = timestamptz, RIGHTARG = interval,
+                              FUNCTION = shadow.ts_plus);
+    CREATE FUNCTION shadow.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('now'); RETURN pg_catalog.now(); END $$;
+    CREATE FUNCTION shadow.statement_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('statement_timestamp');
+              RETURN pg_catalog.statement_timestamp(); END $$;
+    CREATE FUNCTION shadow.pg_notify(channel text, payload text) RETURNS void
+        LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('pg_notify'); PERFORM pg_catalog.pg_notify(channel, payload);
+        END $$;
+    CREATE FUNCTION shadow.json_build_object(VARIADIC parts text[]) RETURNS json
+        LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('json_build_object'); RETURN '{}'; END $$;
+    CREATE FUNCTION shadow.jsonb_build_array(VARIADIC parts text[]) RETURNS jsonb
+        LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('jsonb_build_array'); RETURN '[]'; END $$;
+    CREATE FUNCTION shadow.agg_step(state jsonb, value jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('jsonb_agg'); RETURN '[]'; END $$;
+    CREATE AGGREGATE shadow.jsonb_agg(jsonb) (SFUNC = shadow.agg_step, STYPE = jsonb);
+    CREATE AGGREGATE shadow.array_agg(jsonb) (SFUNC = shadow.agg_step, STYPE = jsonb);
+    CREATE FUNCTION shadow.count_step(state bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('count'); RETURN 0; END $$;
+    CREATE AGGREGATE shadow.count(*) (SFUNC = shadow.count_step, STYPE = bigint);
+    CREATE FUNCTION shadow.octet_length(value text) RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('octet_length'); RETURN 0; END $$;
+    CREATE FUNCTION shadow.pg_column_size(value jsonb) RETURNS int LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('pg_column_size'); RETURN 0; END $$;
+    CREATE TABLE shadow.barrier (id text);
+    CREATE TABLE shadow.result (barrier_id text);
+"#;
+
 #[test]
 fn shadowing_objects_on_the_search_path_are_never_called() {
     let mut admin = connect();
@@ -121,28 +208,32 @@ fn shadowing_objects_on_the_search_path_are_never_called() {
         )
         .unwrap();
     let mut hostile = connect_as("shadow_role", pgrx_tests::get_pg_dbname());
-    // Look-alikes of what the API's SQL uses; any call to one of them fails loudly.
+    hostile.batch_execute(SHADOWS).unwrap();
+    // The shadows are really in the way: the hostile role's own unqualified SQL reaches them.
     hostile
         .batch_execute(
-            r#"
-            CREATE FUNCTION shadow.hijacked() RETURNS boolean LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION 'shadowing object called'; END $$;
-            CREATE FUNCTION shadow.text_eq(text, text) RETURNS boolean LANGUAGE sql
-                AS 'SELECT shadow.hijacked()';
-            CREATE OPERATOR shadow.= (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.text_eq);
-            CREATE FUNCTION shadow.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
-            BEGIN PERFORM shadow.hijacked(); RETURN NULL; END $$;
-            CREATE FUNCTION shadow.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $$
-            BEGIN PERFORM shadow.hijacked(); END $$;
-            CREATE FUNCTION shadow.coalesce(jsonb, jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-            BEGIN PERFORM shadow.hijacked(); RETURN NULL; END $$;
-            CREATE TABLE shadow.barrier (id text);
-            SET search_path = shadow, pg_catalog, public;
-            "#,
+            "SET search_path = shadow, pg_catalog, public;
+             SELECT now(); SELECT 'a'::text = 'a'::text;",
         )
         .unwrap();
+    let planted: i64 = hostile
+        .query_one("SELECT pg_catalog.count(*) FROM shadow.calls", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        planted >= 2,
+        "the shadows are not on the path ({planted} calls)"
+    );
+    hostile.batch_execute("TRUNCATE shadow.calls").unwrap();
+
+    // Every function of the API, with the shadows first on the path.
+    let mut listener = connect();
+    listener.batch_execute("LISTEN shadow_done").unwrap();
     hostile
-        .execute("SELECT barrier_enqueue('shadowed', 2)", &[])
+        .execute(
+            "SELECT barrier_enqueue('shadowed', 2, '{\"next\": 1}', '1 hour', 'shadow_done')",
+            &[],
+        )
         .unwrap();
     assert_eq!(
         decr(&mut hostile, "shadowed", Some(&"a".into()), Some(1))
@@ -150,20 +241,179 @@ fn shadowing_objects_on_the_search_path_are_never_called() {
             .status,
         "pending"
     );
-    let answer = decr(&mut hostile, "shadowed", Some(&"b".into()), Some(0)).unwrap();
-    assert_eq!(answer.status, "complete");
-    assert_eq!(answer.results, Some(serde_json::json!(["b", "a"])));
-    let status: String = hostile
-        .query_one("SELECT status FROM public.barrier_status('shadowed')", &[])
+    let added: i32 = hostile
+        .query_one("SELECT barrier_add('shadowed', 1)", &[])
         .unwrap()
         .get(0);
-    assert_eq!(status, "complete");
+    assert_eq!(added, 3);
+    assert_eq!(
+        decr(&mut hostile, "shadowed", Some(&"c".into()), Some(2))
+            .unwrap()
+            .status,
+        "pending"
+    );
+    let answer = decr(&mut hostile, "shadowed", Some(&"b".into()), Some(0)).unwrap();
+    assert_eq!(answer.status, "complete");
+    assert_eq!(answer.results, Some(serde_json::json!(["b", "a", "c"])));
+    let row = hostile
+        .query_one(
+            "SELECT status, remaining, barrier_results('shadowed')::text
+               FROM public.barrier_status('shadowed')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, String>(2)
+        ),
+        ("complete".into(), 0, "[\"b\", \"a\", \"c\"]".into())
+    );
+    let completed: i64 = hostile
+        .query_one("SELECT complete FROM barrier_stats()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(completed, 1);
+    let claimed = hostile
+        .query(
+            "SELECT id, results::text FROM barrier_completions('shadow_done')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].get::<_, String>(1), "[\"b\", \"a\", \"c\"]");
     hostile
-        .execute("SELECT barrier_enqueue('shadowed-abort', 1)", &[])
+        .batch_execute(
+            "SELECT barrier_enqueue('shadowed-unslotted', 2);
+             SELECT barrier_decr('shadowed-unslotted', '1');
+             SELECT barrier_decr('shadowed-unslotted', '2');
+             SELECT barrier_enqueue('shadowed-take', 1);
+             SELECT barrier_decr('shadowed-take', '1', 0);
+             SELECT barrier_take('shadowed-take');
+             SELECT barrier_enqueue('shadowed-abort', 1);
+             SELECT * FROM barrier_sweep();",
+        )
         .unwrap();
     let aborted: String = hostile
         .query_one("SELECT barrier_abort('shadowed-abort')", &[])
         .unwrap()
         .get(0);
     assert_eq!(aborted, "aborted");
+    let mut notifications = listener.notifications();
+    let mut iter = notifications.timeout_iter(std::time::Duration::from_secs(2));
+    let note = postgres::fallible_iterator::FallibleIterator::next(&mut iter)
+        .unwrap()
+        .expect("the completion notified through the real pg_notify");
+    assert!(
+        note.payload().contains("\"shadowed\""),
+        "{}",
+        note.payload()
+    );
+
+    let called: Vec<String> = admin
+        .query("SELECT what || ' as ' || by_role FROM shadow.calls", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(called.is_empty(), "hostile objects ran: {called:?}");
+}
+
+/// A database owner who is not a superuser installs pg_barrier (trusted) and gains nothing but
+/// the API: the objects belong to the bootstrap superuser, none runs with its rights, and none
+/// can be changed, granted or replaced by the installer.
+#[test]
+fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
+    let mut admin = connect();
+    admin
+        .batch_execute("CREATE ROLE plain_owner LOGIN")
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE barrier_plain_owner OWNER plain_owner")
+        .unwrap();
+    let mut owner = connect_as("plain_owner", "barrier_plain_owner");
+    owner.batch_execute("CREATE EXTENSION pg_barrier").unwrap();
+    let mut superuser = connect_as(&pgrx_tests::get_pg_user(), "barrier_plain_owner");
+    // Who owns what the extension created, and whether anything runs as its owner.
+    let owned_by_installer: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM pg_depend d
+               JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier'
+               LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+               LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+               LEFT JOIN pg_namespace n
+                      ON d.classid = 'pg_namespace'::regclass AND n.oid = d.objid
+              WHERE d.deptype = 'e'
+                AND 'plain_owner'::regrole IN (p.proowner, c.relowner, n.nspowner)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        owned_by_installer, 0,
+        "the installer owns extension objects"
+    );
+    let definers: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM pg_proc p JOIN pg_depend d
+                 ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+               JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier'
+              WHERE p.prosecdef",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        definers, 0,
+        "a SECURITY DEFINER function would run as its owner"
+    );
+    let public_grants: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+              WHERE c.relnamespace = 'barrier_internal'::regnamespace
+                AND a.grantee <> c.relowner",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        public_grants, 0,
+        "someone besides the owner has rights on the state"
+    );
+
+    for statement in [
+        "ALTER FUNCTION barrier_decr(text, jsonb, integer) SECURITY DEFINER",
+        "ALTER FUNCTION barrier_decr(text, jsonb, integer) OWNER TO plain_owner",
+        "ALTER FUNCTION barrier_status(text) SET search_path = public",
+        "CREATE OR REPLACE FUNCTION barrier_results(id text) RETURNS jsonb
+             LANGUAGE sql AS 'SELECT NULL::jsonb'",
+        "GRANT SELECT ON barrier_internal.barrier TO plain_owner",
+        "ALTER SCHEMA barrier_internal OWNER TO plain_owner",
+        "CREATE FUNCTION barrier_internal.planted() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TRIGGER planted AFTER INSERT ON barrier_internal.result
+             FOR EACH ROW EXECUTE FUNCTION pg_catalog.suppress_redundant_updates_trigger()",
+        "ALTER TABLE barrier_internal.result ADD COLUMN planted int",
+        "TRUNCATE barrier_internal.result",
+        "SET pg_barrier.retention = 0",
+        "SET pg_barrier.max_result_bytes = '1GB'",
+        "ALTER DATABASE barrier_plain_owner SET pg_barrier.retention = 0",
+        "SET ROLE postgres",
+    ] {
+        let error = owner.batch_execute(statement).expect_err(statement);
+        assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
+    }
+    // An extension's member cannot be dropped on its own, by anyone (2BP01, before privileges).
+    let error = owner
+        .batch_execute("DROP FUNCTION barrier_stats()")
+        .expect_err("dropping a member");
+    assert_eq!(sqlstate(&error), "2BP01", "{error}");
+    // The API works for the installer, as for anyone.
+    owner
+        .execute("SELECT barrier_enqueue('owned', 1)", &[])
+        .unwrap();
+    assert_eq!(
+        decr(&mut owner, "owned", None, Some(0)).unwrap().status,
+        "complete"
+    );
 }
