@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Config, NoTls};
 use serde_json::{json, Value};
 
-use support::{assert_indexes_whole, seed, sqlstate, Rng};
+use support::{assert_indexes_whole, seed, sqlstate, stored, Rng};
 
 /// A scratch cluster in `/var/tmp/pg_barrier-<name>`, stopped (immediately) when dropped.
 struct Cluster {
@@ -356,19 +356,13 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
         |n: usize| Value::Array((0..SLOTS).map(|slot| task_result(n, slot)).collect());
     for n in 0..BARRIERS {
         let id = barrier_id(n);
-        let row = admin
-            .query_one(
-                "SELECT status, remaining, barrier_results($1)::text FROM barrier_status($1)",
-                &[&id],
-            )
-            .unwrap();
-        let (status, remaining): (String, i32) = (row.get(0), row.get(1));
-        let results: Vec<Value> = serde_json::from_str::<Value>(&row.get::<_, String>(2))
+        let (status, remaining, results) = stored(&mut admin, &id);
+        let results: Vec<Value> = serde_json::from_str::<Value>(&results.expect("results"))
             .unwrap()
             .as_array()
             .unwrap()
             .clone();
-        let stored: BTreeSet<i32> = results
+        let slots: BTreeSet<i32> = results
             .iter()
             .map(|value| {
                 let text = value.as_str().expect("a task's result");
@@ -377,19 +371,19 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
                 slot
             })
             .collect();
-        assert_eq!(stored.len(), results.len(), "a slot is stored twice");
+        assert_eq!(slots.len(), results.len(), "a slot is stored twice");
         assert_eq!(
-            stored.len() as i32,
+            slots.len() as i32,
             SLOTS - remaining,
             "barrier {n}: the count and the results disagree"
         );
         let mine = counted.get(&n).cloned().unwrap_or_default();
-        let missing: Vec<&i32> = mine.difference(&stored).collect();
+        let missing: Vec<&i32> = mine.difference(&slots).collect();
         assert!(
             missing.is_empty(),
             "barrier {n}: acknowledged slots {missing:?} were lost"
         );
-        let extra: Vec<&i32> = stored
+        let extra: Vec<&i32> = slots
             .difference(&mine)
             .filter(|slot| !maybe.get(&n).is_some_and(|m| m.contains(slot)))
             .collect();
@@ -667,20 +661,9 @@ fn prepare_transaction_is_refused_after_a_notifying_call_and_counts_only_when_co
         .expect_err("a completing report cannot be prepared");
     assert_eq!(sqlstate(&error), "0A000", "{error}");
     client.batch_execute("ROLLBACK").unwrap();
-    let row = client
-        .query_one(
-            "SELECT status, remaining, barrier_results('twophase')::text
-               FROM barrier_status('twophase')",
-            &[],
-        )
-        .unwrap();
     assert_eq!(
-        (
-            row.get::<_, String>(0),
-            row.get::<_, i32>(1),
-            row.get::<_, String>(2)
-        ),
-        ("pending".to_string(), 1, "[\"a\"]".to_string())
+        stored(&mut client, "twophase"),
+        ("pending".into(), 1, Some("[\"a\"]".into()))
     );
     let error = client
         .batch_execute(

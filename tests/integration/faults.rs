@@ -9,7 +9,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use serde_json::json;
 
-use crate::support::{connect, decr, sqlstate};
+use crate::support::{connect, decr, sqlstate, stored};
 
 #[test]
 fn timeouts_and_cancels_while_waiting_change_nothing() {
@@ -46,19 +46,7 @@ fn timeouts_and_cancels_while_waiting_change_nothing() {
     let cancelled = thread::scope(|scope| {
         let waiting = scope.spawn(|| decr(&mut waiter, id, None, Some(1)));
         // Cancel once the waiter is queued on the lock.
-        loop {
-            let waiting_on_lock: bool = admin
-                .query_one(
-                    "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-                    &[&pid],
-                )
-                .unwrap()
-                .get(0);
-            if waiting_on_lock {
-                break;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_blocked(&mut admin, pid);
         admin
             .execute("SELECT pg_cancel_backend($1)", &[&pid])
             .unwrap();
@@ -142,19 +130,9 @@ fn terminating_the_uncommitted_completer_lets_a_waiter_complete() {
         doomed.batch_execute("COMMIT").is_err(),
         "the session is gone"
     );
-    let row = admin
-        .query_one(
-            "SELECT status, remaining, barrier_results($1)::text FROM barrier_status($1)",
-            &[&id],
-        )
-        .unwrap();
     assert_eq!(
-        (
-            row.get::<_, String>(0),
-            row.get::<_, i32>(1),
-            row.get::<_, String>(2)
-        ),
-        ("complete".to_string(), 0, "[\"a\", \"b\"]".to_string())
+        stored(&mut admin, id),
+        ("complete".into(), 0, Some("[\"a\", \"b\"]".into()))
     );
 }
 

@@ -23,7 +23,8 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, connect, connect_as, fresh_database, seed, sqlstate, Rng,
+    assert_indexes_whole, assert_no_backend_crashed, connect, connect_as, fresh_database, seed,
+    sqlstate, Rng,
 };
 
 /// A database of its own: the workload's sweeps (with a 1 s retention) act on every barrier in
@@ -364,6 +365,7 @@ fn a_random_workload_matches_the_sequential_model() {
     let summary = verify(&calls, &finals)
         .unwrap_or_else(|problem| panic!("PG_BARRIER_TEST_SEED={base_seed}: {problem}"));
     assert_indexes_whole(&mut admin);
+    assert_no_backend_crashed();
     eprintln!(
         "model: {} calls, {sweeps} sweeps in {seconds} s; {summary}",
         calls.len()

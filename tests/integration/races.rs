@@ -7,7 +7,9 @@ use std::thread;
 use postgres::IsolationLevel;
 use serde_json::{json, Value};
 
-use crate::support::{assert_indexes_whole, connect, decr, seed, sqlstate, Answer, Rng};
+use crate::support::{
+    assert_indexes_whole, assert_no_backend_crashed, connect, decr, seed, sqlstate, Answer, Rng,
+};
 
 const SESSIONS: usize = 16;
 const TASKS: i32 = 1000;
@@ -134,6 +136,7 @@ fn sixteen_sessions_report_every_slot_twice_and_one_completes() {
     );
     // The repeated reports wrote rows and took them back; the indexes agree with the tables.
     assert_indexes_whole(&mut admin);
+    assert_no_backend_crashed();
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Connections to the server that pgrx's test harness starts for this test binary.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use postgres::{Client, Config, NoTls};
 
@@ -21,8 +21,27 @@ fn port() -> u16 {
             .query_one("SHOW port", &[])
             .expect("SHOW port")
             .get(0);
+        // Kept open for the whole run: see `assert_no_backend_crashed`.
+        SENTINEL.get_or_init(|| Mutex::new(client));
         port.parse().expect("numeric port")
     })
+}
+
+/// A session opened when the server started. When any server process crashes, PostgreSQL ends
+/// every session and reinitializes, so this one answering proves no crash happened so far.
+static SENTINEL: OnceLock<Mutex<Client>> = OnceLock::new();
+
+/// Fails if any server process has crashed since this test binary started the server.
+pub fn assert_no_backend_crashed() {
+    port();
+    let mut sentinel = SENTINEL
+        .get()
+        .expect("the sentinel session")
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    sentinel
+        .batch_execute("SELECT 1")
+        .expect("the session opened at server start was ended: a server process crashed");
 }
 
 /// This binary's server preloads pg_barrier so that its background sweeper runs here, every
@@ -160,4 +179,16 @@ pub fn assert_indexes_whole(client: &mut Client) {
         )
         .unwrap_or_else(|error| panic!("an index of the state tables is damaged: {error}"));
     assert!(checked.len() >= 7, "checked {} indexes", checked.len());
+}
+
+/// A barrier as stored: its status, remaining count and recorded results (as jsonb text, or
+/// `None` when freed); panics if there is no such barrier.
+pub fn stored(client: &mut Client, id: &str) -> (String, i32, Option<String>) {
+    let row = client
+        .query_one(
+            "SELECT status, remaining, barrier_results($1)::text FROM barrier_status($1)",
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("barrier {id}: {e}"));
+    (row.get(0), row.get(1), row.get(2))
 }
