@@ -152,7 +152,10 @@ fn state_owner() -> Result<pg_sys::Oid> {
 ///   on the caller's path;
 /// - `enable_seqscan = off`: statements are prepared once per backend and kept; one first
 ///   prepared while the tables are nearly empty would otherwise keep a sequential-scan plan as
-///   they grow, and every look-up by id would scan the table.
+///   they grow, and every look-up by id would scan the table;
+/// - `jit = off`: with sequential scans priced out, a plan that must scan (the counts of
+///   `barrier_stats`) costs more than every JIT threshold, and compiling it took 90-200 ms per
+///   call for sub-millisecond work. None of our statements is big enough to gain from JIT.
 ///
 /// The API functions also carry `SET search_path` in their definition. That one matters for a
 /// library older than this guard still loaded in a session after `ALTER EXTENSION UPDATE`: it
@@ -170,6 +173,7 @@ impl PinnedSettings {
             for (name, value) in [
                 (c"search_path", c"pg_catalog, pg_temp"),
                 (c"enable_seqscan", c"off"),
+                (c"jit", c"off"),
             ] {
                 pg_sys::set_config_option(
                     name.as_ptr(),
