@@ -3,6 +3,7 @@
 
 mod faults;
 mod hot_path;
+mod inputs;
 mod isolation;
 mod lifecycle;
 mod model;
