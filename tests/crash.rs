@@ -54,16 +54,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The installation's bin directory: where the pgrx test server's executable lives. Connecting
-/// to that server also makes the harness install the extension first.
+/// The installation's bin directory, that of the pgrx test server. Connecting to that server
+/// also makes the harness install the extension first.
 fn bin_dir() -> PathBuf {
-    let mut client = support::connect();
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
-    let server = fs::read_link(format!("/proc/{pid}/exe")).expect("the server's executable");
-    server.parent().expect("a bin directory").to_path_buf()
+    support::server_bin_dir()
 }
 
 impl Cluster {

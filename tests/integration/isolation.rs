@@ -5,17 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{connect, server_port};
+use crate::support::{server_bin_dir, server_port};
 
 /// The installation's `pg_isolation_regress`: next to the PGXS makefiles of the `pg_config`
 /// that sits beside the running server's executable.
-fn isolation_regress(client: &mut postgres::Client) -> PathBuf {
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
-    let server = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the server's executable");
-    let pg_config = server.with_file_name("pg_config");
+fn isolation_regress() -> PathBuf {
+    let pg_config = server_bin_dir().join("pg_config");
     let output = Command::new(&pg_config)
         .arg("--pgxs")
         .output()
@@ -37,8 +32,7 @@ fn isolation_regress(client: &mut postgres::Client) -> PathBuf {
 
 #[test]
 fn isolation_specs_give_their_expected_interleavings() {
-    let mut admin = connect();
-    let tool = isolation_regress(&mut admin);
+    let tool = isolation_regress();
     let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/isolation");
     let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join("isolation");
     std::fs::create_dir_all(&output).unwrap();

@@ -55,6 +55,25 @@ fn server_settings() -> Vec<&'static str> {
     ]
 }
 
+/// The bin directory of the installation the test server runs from: that of the server's own
+/// executable where this process may read it (as root, which `scripts/test.sh` runs as), else
+/// that of the `pg_config` on the PATH.
+pub fn server_bin_dir() -> std::path::PathBuf {
+    let mut client = connect();
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    if let Ok(server) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        return server.parent().expect("a bin directory").to_path_buf();
+    }
+    let output = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("pg_config on the PATH");
+    String::from_utf8(output.stdout).unwrap().trim().into()
+}
+
 /// The server's port, for tools such as pg_dump.
 pub fn server_port() -> u16 {
     port()
