@@ -39,10 +39,7 @@ fn timeouts_and_cancels_while_waiting_change_nothing() {
     assert_eq!(sqlstate(&error), "57014", "{error}");
 
     waiter.batch_execute("SET statement_timeout = 0").unwrap();
-    let pid: i32 = waiter
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&mut waiter);
     let cancelled = thread::scope(|scope| {
         let waiting = scope.spawn(|| decr(&mut waiter, id, None, Some(1)));
         // Cancel once the waiter is queued on the lock.
@@ -71,8 +68,9 @@ fn timeouts_and_cancels_while_waiting_change_nothing() {
     );
 }
 
-/// Blocks until session `pid` waits on a lock.
+/// Blocks until session `pid` waits on a lock; fails after 30 s.
 fn wait_until_blocked(admin: &mut postgres::Client, pid: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let waiting: bool = admin
             .query_one(
@@ -84,6 +82,10 @@ fn wait_until_blocked(admin: &mut postgres::Client, pid: i32) {
         if waiting {
             return;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session {pid} never waited on a lock"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -217,10 +219,6 @@ fn a_listener_that_never_reads_does_not_block_completions() {
     // The listener also sits in an open transaction, which holds the queue's tail.
     listener.batch_execute("BEGIN").unwrap();
     let mut worker = connect();
-    let usage_before: f64 = worker
-        .query_one("SELECT pg_notification_queue_usage()", &[])
-        .unwrap()
-        .get(0);
     for n in 0..BARRIERS {
         let id = format!("stalled-{n}");
         worker
@@ -232,14 +230,6 @@ fn a_listener_that_never_reads_does_not_block_completions() {
         let answer = decr(&mut worker, &id, Some(&json!(n)), Some(0)).unwrap();
         assert_eq!(answer.status, "complete");
     }
-    let usage_after: f64 = worker
-        .query_one("SELECT pg_notification_queue_usage()", &[])
-        .unwrap()
-        .get(0);
-    assert!(
-        usage_after >= usage_before,
-        "queue usage {usage_before} -> {usage_after}"
-    );
     listener.batch_execute("COMMIT").unwrap();
     let mut ids = std::collections::BTreeSet::new();
     let mut notifications = listener.notifications();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, Row};
 
-use crate::support::{connect, connect_as, decr, seed, sqlstate, Rng};
+use crate::support::{assert_no_backend_crashed, connect, connect_as, decr, seed, sqlstate, Rng};
 
 // SQLSTATEs pg_barrier raises for bad arguments (README, "Errors").
 const NULL_VALUE: &str = "22004";
@@ -249,27 +249,6 @@ fn forget(client: &mut Client, prefix: &str) {
         "DELETE FROM barrier_internal.barrier WHERE starts_with(id, $1::text)",
     ] {
         client.execute(statement, &[&prefix]).unwrap();
-    }
-}
-
-/// A session opened when a test starts and checked when it ends: a backend that crashes
-/// anywhere on the server takes every session down with it, this one included.
-struct CrashSentinel(Client);
-
-impl CrashSentinel {
-    fn open() -> Self {
-        CrashSentinel(connect())
-    }
-
-    /// Panics if the server restarted (or this session otherwise died) during the test.
-    fn check(mut self) {
-        assert!(!self.0.is_closed(), "the sentinel session was closed");
-        let one: i32 = self
-            .0
-            .query_one("SELECT 1", &[])
-            .unwrap_or_else(|error| panic!("a backend crashed during the test: {error}"))
-            .get(0);
-        assert_eq!(one, 1);
     }
 }
 
@@ -1661,7 +1640,6 @@ fn run_accepted(client: &mut Client, case: &Case, expected: &[Option<String>]) {
 
 #[test]
 fn every_bad_input_fails_with_its_sqlstate_and_changes_nothing() {
-    let sentinel = CrashSentinel::open();
     let mut client = connect();
     let sizes = prepare(&mut client);
     let server_version: i32 = client
@@ -1694,7 +1672,7 @@ fn every_bad_input_fails_with_its_sqlstate_and_changes_nothing() {
     }
     let one: i32 = client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1, "the session still works after the table");
-    sentinel.check();
+    assert_no_backend_crashed();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1799,14 +1777,16 @@ const INTERVALS: &[(&str, bool)] = &[
     ("99999999999 years", false),
     ("@ 1 minute ago", false),
 ];
-const INTERVAL_UNITS: &[&str] = &[
-    "microseconds",
-    "seconds",
-    "minutes",
-    "hours",
-    "days",
-    "months",
-    "years",
+/// Units of random intervals, with their length in days (a month counted as 30, as the
+/// 100-year limit counts it).
+const INTERVAL_UNITS: &[(&str, f64)] = &[
+    ("microseconds", 1.0 / 86_400_000_000.0),
+    ("seconds", 1.0 / 86_400.0),
+    ("minutes", 1.0 / 1_440.0),
+    ("hours", 1.0 / 24.0),
+    ("days", 1.0),
+    ("months", 30.0),
+    ("years", 360.0),
 ];
 const CHANNEL_CHARS: &[u8] = b"abcxyz0189_";
 
@@ -1825,9 +1805,15 @@ struct Call {
     args: Vec<Arg>,
     /// The barrier the call names, if it is a valid id: checked after the call.
     id: Option<String>,
-    /// Why the README says this call must be refused, if it must.
-    refusal: Option<String>,
+    /// Why the README says this call must be refused, with the SQLSTATE each reason gives.
+    refusals: Vec<Refusal>,
+    /// SQLSTATEs the call may get without the draw knowing it must: an argument of random text
+    /// that may happen to parse as a refused value.
+    maybe: Vec<&'static str>,
 }
+
+/// An argument the README says is refused: why, and the SQLSTATE pg_barrier answers with.
+type Refusal = (String, &'static str);
 
 impl fmt::Display for Call {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1850,10 +1836,11 @@ fn shown(arg: &Arg) -> String {
     }
 }
 
-/// Draws the arguments of one call, and notes the first one the README says is refused.
+/// Draws the arguments of one call, and notes every one the README says is refused.
 struct Draw<'r> {
     rng: &'r mut Rng,
-    refusal: Option<String>,
+    refusals: Vec<Refusal>,
+    maybe: Vec<&'static str>,
 }
 
 impl Draw<'_> {
@@ -1865,10 +1852,8 @@ impl Draw<'_> {
         items[self.rng.below(items.len())]
     }
 
-    fn refuse(&mut self, why: impl Into<String>) {
-        if self.refusal.is_none() {
-            self.refusal = Some(why.into());
-        }
+    fn refuse(&mut self, why: impl Into<String>, code: &'static str) {
+        self.refusals.push((why.into(), code));
     }
 
     /// A character: printable ASCII, an odd one, any scalar value; NUL rarely, if allowed.
@@ -1917,19 +1902,19 @@ impl Draw<'_> {
         };
         let valid = match &id {
             None => {
-                self.refuse("id is NULL");
+                self.refuse("id is NULL", NULL_VALUE);
                 None
             }
             Some(id) if id.is_empty() => {
-                self.refuse("id is empty");
+                self.refuse("id is empty", INVALID);
                 None
             }
             Some(id) if id.len() > 512 => {
-                self.refuse("id is over 512 bytes");
+                self.refuse("id is over 512 bytes", TOO_LONG);
                 None
             }
             Some(id) if id.contains('\0') => {
-                self.refuse("id contains NUL");
+                self.refuse("id contains NUL", BAD_ENCODING);
                 None
             }
             Some(id) => Some(id.clone()),
@@ -1953,8 +1938,10 @@ impl Draw<'_> {
     fn count(&mut self, argument: &str, minimum: i32) -> Arg {
         let value = self.int();
         match value {
-            None => self.refuse(format!("{argument} is NULL")),
-            Some(count) if count < minimum => self.refuse(format!("{argument} is below {minimum}")),
+            None => self.refuse(format!("{argument} is NULL"), NULL_VALUE),
+            Some(count) if count < minimum => {
+                self.refuse(format!("{argument} is below {minimum}"), INVALID)
+            }
             Some(_) => {}
         }
         Arg::Int(value)
@@ -1964,7 +1951,7 @@ impl Draw<'_> {
     fn slot(&mut self) -> Arg {
         let slot = if self.percent(30) { None } else { self.int() };
         if slot.is_some_and(|slot| slot < 0) {
-            self.refuse("slot is negative");
+            self.refuse("slot is negative", INVALID);
         }
         Arg::Int(slot)
     }
@@ -1977,14 +1964,19 @@ impl Draw<'_> {
             3 => Some("null".to_string()),
             4..=6 => Some(self.pick(ODD_JSON).to_string()),
             7 => {
-                self.refuse("the JSON does not parse as jsonb");
+                self.refuse("the JSON does not parse as jsonb", BAD_JSON);
                 Some(self.pick(BROKEN_JSON).to_string())
             }
             8 | 9 => Some(serde_json::Value::String(self.text(40, false)).to_string()),
             10 => {
                 let depth = self.pick(&[2, 10, 100, 1000, 10_000, 100_000]);
                 if depth >= 100_000 {
-                    self.refuse("the JSON nests deeper than jsonb's parser goes");
+                    self.refuse("the JSON nests deeper than jsonb's parser goes", TOO_DEEP);
+                }
+                // Each level of arrays takes 8 bytes of jsonb: from 1,000 levels on, the value
+                // is over the fuzz's max_result_bytes.
+                if depth >= 1000 {
+                    self.refuse("the nested jsonb is over max_result_bytes", TOO_LARGE);
                 }
                 Some(nested_arrays(depth))
             }
@@ -1992,13 +1984,13 @@ impl Draw<'_> {
                 // A string whose jsonb is the limit give or take a byte.
                 let bytes = FUZZ_RESULT_LIMIT + self.rng.below(3) - 1;
                 if bytes > FUZZ_RESULT_LIMIT {
-                    self.refuse("the jsonb is over max_result_bytes");
+                    self.refuse("the jsonb is over max_result_bytes", TOO_LARGE);
                 }
                 let string = "z".repeat(bytes - string_overhead);
                 Some(serde_json::Value::String(string).to_string())
             }
             13 => {
-                self.refuse("the jsonb is far over max_result_bytes");
+                self.refuse("the jsonb is far over max_result_bytes", TOO_LARGE);
                 let bytes = self.pick(&[1 << 16, 1 << 20]);
                 Some(serde_json::Value::String("z".repeat(bytes)).to_string())
             }
@@ -2036,20 +2028,29 @@ impl Draw<'_> {
             5..=7 => {
                 let (text, accepted) = self.pick(INTERVALS);
                 if !accepted {
-                    self.refuse(format!("{argument} {text:?} is refused"));
+                    self.refuse(format!("{argument} {text:?} is refused"), INVALID);
                 }
                 Some(text.to_string())
             }
             8 => {
                 let shift = self.rng.below(64);
                 let magnitude = (self.rng.next() as i64) >> shift;
-                let unit = self.pick(INTERVAL_UNITS);
+                let (unit, days_per_unit) = self.pick(INTERVAL_UNITS);
+                // Positive, and at most 100 years counting a month as 30 days (PostgreSQL's
+                // own input may refuse a huge one first, with its own SQLSTATE).
+                let days = magnitude as f64 * days_per_unit;
+                if magnitude <= 0 || days > 36_000.0 {
+                    self.refuse(format!("{argument} {magnitude} {unit} is refused"), INVALID);
+                }
                 Some(format!("{magnitude} {unit}"))
             }
-            _ => Some(self.text(12, true)),
+            _ => {
+                self.maybe.push(INVALID);
+                Some(self.text(12, true))
+            }
         };
         if interval.as_deref().is_some_and(|text| text.contains('\0')) {
-            self.refuse(format!("{argument} contains NUL"));
+            self.refuse(format!("{argument} contains NUL"), BAD_ENCODING);
         }
         Arg::Interval(interval)
     }
@@ -2073,8 +2074,11 @@ impl Draw<'_> {
     /// `barrier_enqueue`'s channel: refused unless NULL or a channel name.
     fn channel(&mut self) -> Arg {
         let channel = self.channel_name();
-        if channel.as_deref().is_some_and(|name| !is_channel(name)) {
-            self.refuse("channel is not a lower-case identifier of at most 63 bytes");
+        if let Some(name) = channel.as_deref().filter(|name| !is_channel(name)) {
+            if name.len() > 63 {
+                self.refuse("channel is over 63 bytes", TOO_LONG);
+            }
+            self.refuse("channel is not a lower-case identifier", INVALID);
         }
         Arg::Text(channel)
     }
@@ -2083,7 +2087,7 @@ impl Draw<'_> {
     fn filter(&mut self) -> Arg {
         let channel = self.channel_name();
         if channel.as_deref().is_some_and(|name| name.contains('\0')) {
-            self.refuse("the text contains NUL");
+            self.refuse("the text contains NUL", BAD_ENCODING);
         }
         Arg::Text(channel)
     }
@@ -2100,9 +2104,9 @@ impl Draw<'_> {
         };
         if let Some(reason) = &reason {
             if reason.len() > 1024 {
-                self.refuse("reason is over 1024 bytes");
+                self.refuse("reason is over 1024 bytes", TOO_LONG);
             } else if reason.contains('\0') {
-                self.refuse("reason contains NUL");
+                self.refuse("reason contains NUL", BAD_ENCODING);
             }
         }
         Arg::Text(reason)
@@ -2116,7 +2120,7 @@ impl Draw<'_> {
             _ => Some(false),
         };
         if replace.is_none() {
-            self.refuse("replace is NULL");
+            self.refuse("replace is NULL", NULL_VALUE);
         }
         Arg::Bool(replace)
     }
@@ -2124,7 +2128,11 @@ impl Draw<'_> {
 
 /// A random call of a random function.
 fn random_call(rng: &mut Rng, pool: &[String], string_overhead: usize) -> Call {
-    let mut draw = Draw { rng, refusal: None };
+    let mut draw = Draw {
+        rng,
+        refusals: Vec::new(),
+        maybe: Vec::new(),
+    };
     let (function, sql, args, id) = match draw.rng.below(16) {
         0..=2 => {
             let (id_arg, id) = draw.id(pool);
@@ -2182,14 +2190,19 @@ fn random_call(rng: &mut Rng, pool: &[String], string_overhead: usize) -> Call {
         sql,
         args,
         id,
-        refusal: draw.refusal,
+        refusals: draw.refusals,
+        maybe: draw.maybe,
     }
 }
 
 /// The ids the fuzz mostly uses, so that its calls meet the same barriers: a few random ones,
 /// one of odd characters and one of exactly 512 bytes.
 fn id_pool(rng: &mut Rng) -> Vec<String> {
-    let mut draw = Draw { rng, refusal: None };
+    let mut draw = Draw {
+        rng,
+        refusals: Vec::new(),
+        maybe: Vec::new(),
+    };
     let mut pool: Vec<String> = (0..3)
         .map(|_| format!("{FUZZ_PREFIX}{}", draw.text(12, false)))
         .collect();
@@ -2306,6 +2319,20 @@ fn check_barrier(admin: &mut Client, id: &str, what: &str) {
     }
 }
 
+/// The SQLSTATEs a call with valid arguments may still get, from the state of the barrier it
+/// names: another role's barrier; a live one enqueued with other arguments; a slot out of range
+/// or a slotted and an unslotted report mixed; `barrier_add` on a finished or unknown barrier,
+/// or past 2147483647 tasks.
+fn state_codes(function: &str) -> &'static [&'static str] {
+    match function {
+        "barrier_enqueue" => &[NOT_OWNER, DUPLICATE],
+        "barrier_decr" => &[NOT_OWNER, INVALID],
+        "barrier_add" => &[NOT_OWNER, WRONG_STATE, UNDEFINED, INVALID],
+        "barrier_abort" | "barrier_status" | "barrier_results" | "barrier_take" => &[NOT_OWNER],
+        _ => &[],
+    }
+}
+
 /// Whether converting some argument of the call alone fails with `code`.
 fn cast_fails_alone(admin: &mut Client, call: &Call, code: &str) -> bool {
     call.args.iter().any(|arg| {
@@ -2338,8 +2365,8 @@ fn fuzz_one(admin: &mut Client, fuzz: &mut Client, call: &Call, tally: &mut Tall
     let outcome = query(fuzz, call.sql, &call.args);
     let key = match outcome {
         Ok(rows) => {
-            if let Some(refusal) = &call.refusal {
-                panic!("{what}: accepted, but {refusal}");
+            if let Some((why, _)) = call.refusals.first() {
+                panic!("{what}: accepted, but {why}");
             }
             check_answer(&what, call, &rows);
             "ok".to_string()
@@ -2358,6 +2385,34 @@ fn fuzz_one(admin: &mut Client, fuzz: &mut Client, call: &Call, tally: &mut Tall
                 assert!(
                     DOCUMENTED.contains(&code.as_str()),
                     "{what}: undocumented {code}: {error}"
+                );
+                // The reason must be one the draw knows of: a refused argument, or, for a call
+                // drawn valid, the state of the barrier it names.
+                let mut allowed: Vec<&str> = if call.refusals.is_empty() {
+                    state_codes(call.function).to_vec()
+                } else {
+                    call.refusals.iter().map(|(_, code)| *code).collect()
+                };
+                allowed.extend(&call.maybe);
+                // An enqueue without a channel takes the session's pg_barrier.channel, which
+                // an earlier call of the fuzz may have set to a refused value.
+                if call.function == "barrier_enqueue" && call.args[4].text().is_none() {
+                    let setting: String = fuzz
+                        .query_one("SELECT current_setting('pg_barrier.channel')", &[])
+                        .unwrap()
+                        .get(0);
+                    if !is_channel(&setting) {
+                        allowed.push(if setting.len() > 63 {
+                            TOO_LONG
+                        } else {
+                            INVALID
+                        });
+                    }
+                }
+                assert!(
+                    allowed.contains(&code.as_str()),
+                    "{what}: {code}, but the draw expected one of {allowed:?} ({:?}): {error}",
+                    call.refusals
                 );
             }
             let (after, due_after) = digest(admin, scope);
@@ -2390,7 +2445,6 @@ fn fuzz_seconds() -> u64 {
 
 #[test]
 fn random_arguments_never_crash_or_raise_internal_errors() {
-    let sentinel = CrashSentinel::open();
     let seed = seed();
     let seconds = fuzz_seconds();
     let mut admin = connect();
@@ -2436,5 +2490,5 @@ fn random_arguments_never_crash_or_raise_internal_errors() {
     );
     let one: i32 = fuzz.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1, "the fuzz session still works");
-    sentinel.check();
+    assert_no_backend_crashed();
 }

@@ -10,8 +10,10 @@
 //! the model allows. Where a call answered without the lock (`unknown`, errors, which roll
 //! back), it is checked against every state the barrier may have had while the call ran.
 //!
-//! `PG_BARRIER_MODEL_SECONDS` sets how long the workload runs (default 15); `PG_BARRIER_TEST_SEED`
-//! replays a run.
+//! `PG_BARRIER_MODEL_SECONDS` sets how long the workload runs (default 15). `PG_BARRIER_TEST_SEED`
+//! replays each session's choice of calls; the interleaving is the server's, so a failure may
+//! take a few runs to recur. On a failure, the failing barrier's whole log, in the server's
+//! order, is written to `target/tmp/model-failure.log`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -362,8 +364,19 @@ fn a_random_workload_matches_the_sequential_model() {
             (at, barrier)
         })
         .collect();
-    let summary = verify(&calls, &finals)
-        .unwrap_or_else(|problem| panic!("PG_BARRIER_TEST_SEED={base_seed}: {problem}"));
+    let summary = verify(&calls, &finals).unwrap_or_else(|(k, problem)| {
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("model-failure.log");
+        let lines: Vec<String> = calls
+            .iter()
+            .filter(|call| call.k == k)
+            .map(|call| format!("{call:?}"))
+            .collect();
+        let _ = std::fs::write(&log, lines.join("\n"));
+        panic!(
+            "PG_BARRIER_TEST_SEED={base_seed}: {problem}\n(barrier {k}'s calls: {})",
+            log.display()
+        )
+    });
     assert_indexes_whole(&mut admin);
     assert_no_backend_crashed();
     eprintln!(
@@ -398,17 +411,19 @@ fn a_random_workload_matches_the_sequential_model() {
 /// The final read of a barrier: when, and (round, created_at, remaining) if it exists.
 type Final = (i64, Option<(i64, i64, i32)>);
 
-/// Checks every barrier's calls against the model and the final reads.
-fn verify(calls: &[Call], finals: &[Final]) -> Result<Summary, String> {
+/// Checks every barrier's calls against the model and the final reads; on a failure, the
+/// barrier and what is wrong.
+fn verify(calls: &[Call], finals: &[Final]) -> Result<Summary, (usize, String)> {
     let mut summary = Summary::default();
     for (k, &(final_at, final_row)) in finals.iter().enumerate() {
         let mine: Vec<&Call> = calls.iter().filter(|call| call.k == k).collect();
         let mut replay = Replay::new(k);
         let fail = |problem: Problem, call: Option<&Call>, replay: &Replay| {
-            format!(
+            let text = format!(
                 "barrier {k}: {problem}\n  call: {call:?}\n  model before: {:?}",
                 replay.state
-            )
+            );
+            (k, text)
         };
         for call in &mine {
             replay
@@ -1017,7 +1032,6 @@ struct Summary {
     counted: usize,
     completions: usize,
     takes: usize,
-    duplicates: usize,
     rolled_back: usize,
 }
 
@@ -1031,9 +1045,6 @@ impl Summary {
                 Outcome::Taken(row) => if row.is_some() { "taken" } else { "not taken" }.into(),
                 Outcome::Error(code) => format!("error {code}"),
             };
-            if answer == "duplicate" {
-                self.duplicates += 1;
-            }
             if !call.committed && call.seen.is_some() {
                 self.rolled_back += 1;
             }

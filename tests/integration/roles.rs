@@ -186,7 +186,10 @@ const SHADOWS: &str = r#"
     CREATE FUNCTION shadow.agg_step(state jsonb, value jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
         BEGIN PERFORM shadow.record('jsonb_agg'); RETURN '[]'; END $$;
     CREATE AGGREGATE shadow.jsonb_agg(jsonb) (SFUNC = shadow.agg_step, STYPE = jsonb);
-    CREATE AGGREGATE shadow.array_agg(jsonb) (SFUNC = shadow.agg_step, STYPE = jsonb);
+    CREATE FUNCTION shadow.array_step(state jsonb, value jsonb) RETURNS jsonb
+        LANGUAGE plpgsql AS $$
+        BEGIN PERFORM shadow.record('array_agg'); RETURN '[]'; END $$;
+    CREATE AGGREGATE shadow.array_agg(jsonb) (SFUNC = shadow.array_step, STYPE = jsonb);
     CREATE FUNCTION shadow.count_step(state bigint) RETURNS bigint LANGUAGE plpgsql AS $$
         BEGIN PERFORM shadow.record('count'); RETURN 0; END $$;
     CREATE AGGREGATE shadow.count(*) (SFUNC = shadow.count_step, STYPE = bigint);
@@ -197,6 +200,77 @@ const SHADOWS: &str = r#"
     CREATE TABLE shadow.barrier (id text);
     CREATE TABLE shadow.result (barrier_id text);
 "#;
+
+/// One unqualified use of each shadow, with the name it records: run with the shadows first on
+/// the path, each must reach its shadow, or the shadow proves nothing.
+const SHADOWED: [(&str, &str); 16] = [
+    ("text =", "SELECT 'a'::text = 'b'::text"),
+    ("int =", "SELECT 1 = 2"),
+    ("int -", "SELECT 1 - 2"),
+    ("int +", "SELECT 1 + 2"),
+    (
+        "timestamptz <=",
+        "SELECT pg_catalog.now() <= pg_catalog.now()",
+    ),
+    ("timestamptz +", "SELECT pg_catalog.now() + '1 s'::interval"),
+    ("now", "SELECT now()"),
+    ("statement_timestamp", "SELECT statement_timestamp()"),
+    (
+        "pg_notify",
+        "SELECT pg_notify('shadow_probe'::text, 'x'::text)",
+    ),
+    (
+        "json_build_object",
+        "SELECT json_build_object('a'::text, 'b'::text)",
+    ),
+    ("jsonb_build_array", "SELECT jsonb_build_array('a'::text)"),
+    (
+        "jsonb_agg",
+        "SELECT jsonb_agg(x) FROM (VALUES ('1'::jsonb)) v(x)",
+    ),
+    (
+        "array_agg",
+        "SELECT array_agg(x) FROM (VALUES ('1'::jsonb)) v(x)",
+    ),
+    ("count", "SELECT count(*) FROM (VALUES (1)) v(x)"),
+    ("octet_length", "SELECT octet_length('a'::text)"),
+    ("pg_column_size", "SELECT pg_column_size('1'::jsonb)"),
+];
+
+/// Each shadow in `schema` (first on `client`'s path) is reached by its unqualified use; the
+/// record of these calls is then cleared.
+fn assert_shadows_in_the_way(client: &mut Client, schema: &str) {
+    for (what, probe) in SHADOWED {
+        client.batch_execute(probe).unwrap();
+        let recorded: bool = client
+            .query_one(
+                &format!(
+                    "SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM {schema}.calls
+                      WHERE what OPERATOR(pg_catalog.=) $1"
+                ),
+                &[&what],
+            )
+            .unwrap()
+            .get(0);
+        assert!(recorded, "the shadow {what} is not in the way of: {probe}");
+    }
+    client
+        .batch_execute(&format!("TRUNCATE {schema}.calls"))
+        .unwrap();
+}
+
+/// What the shadows in `schema` recorded.
+fn shadow_calls(client: &mut Client, schema: &str) -> Vec<String> {
+    client
+        .query(
+            &format!("SELECT what || ' as ' || by_role FROM {schema}.calls"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
 
 #[test]
 fn shadowing_objects_on_the_search_path_are_never_called() {
@@ -209,22 +283,10 @@ fn shadowing_objects_on_the_search_path_are_never_called() {
         .unwrap();
     let mut hostile = connect_as("shadow_role", pgrx_tests::get_pg_dbname());
     hostile.batch_execute(SHADOWS).unwrap();
-    // The shadows are really in the way: the hostile role's own unqualified SQL reaches them.
     hostile
-        .batch_execute(
-            "SET search_path = shadow, pg_catalog, public;
-             SELECT now(); SELECT 'a'::text = 'a'::text;",
-        )
+        .batch_execute("SET search_path = shadow, pg_catalog, public")
         .unwrap();
-    let planted: i64 = hostile
-        .query_one("SELECT pg_catalog.count(*) FROM shadow.calls", &[])
-        .unwrap()
-        .get(0);
-    assert!(
-        planted >= 2,
-        "the shadows are not on the path ({planted} calls)"
-    );
-    hostile.batch_execute("TRUNCATE shadow.calls").unwrap();
+    assert_shadows_in_the_way(&mut hostile, "shadow");
 
     // Every function of the API, with the shadows first on the path.
     let mut listener = connect();
@@ -300,12 +362,7 @@ fn shadowing_objects_on_the_search_path_are_never_called() {
         note.payload()
     );
 
-    let called: Vec<String> = admin
-        .query("SELECT what || ' as ' || by_role FROM shadow.calls", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let called = shadow_calls(&mut admin, "shadow");
     assert!(called.is_empty(), "hostile objects ran: {called:?}");
 }
 
@@ -405,4 +462,68 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
         decr(&mut owner, "owned", None, Some(0)).unwrap().status,
         "complete"
     );
+}
+
+/// The classic way into a trusted extension: a database owner plants look-alikes in the schema
+/// the extension installs into, where its install and update scripts run as the bootstrap
+/// superuser with that schema on their path. None of them may run, at install, at update or in
+/// use.
+#[test]
+fn objects_planted_before_install_and_update_never_run() {
+    let mut admin = connect();
+    admin.batch_execute("CREATE ROLE planter LOGIN").unwrap();
+    admin
+        .batch_execute("CREATE DATABASE barrier_planted OWNER planter")
+        .unwrap();
+    let mut planter = connect_as("planter", "barrier_planted");
+    planter
+        .batch_execute(&SHADOWS.replace("shadow.", "public."))
+        .unwrap();
+    // The shadows sit on the planter's default path, ahead of pg_catalog where it is explicit.
+    planter
+        .batch_execute("SET search_path = public, pg_catalog")
+        .unwrap();
+    assert_shadows_in_the_way(&mut planter, "public");
+    planter.batch_execute("RESET search_path").unwrap();
+
+    planter
+        .batch_execute("CREATE EXTENSION pg_barrier")
+        .unwrap();
+    let mut superuser = connect_as(&pgrx_tests::get_pg_user(), "barrier_planted");
+    assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
+    // From the first release, through every update script.
+    planter
+        .batch_execute(
+            "DROP EXTENSION pg_barrier;
+             CREATE EXTENSION pg_barrier VERSION '0.1.0';
+             ALTER EXTENSION pg_barrier UPDATE;",
+        )
+        .unwrap();
+    assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
+
+    // And in use, with the planted objects first on the path.
+    planter
+        .batch_execute(
+            "SET search_path = public, pg_catalog;
+             SELECT barrier_enqueue('planted', 2, '{\"next\": 1}');
+             SELECT barrier_decr('planted', '\"a\"', 0);
+             SELECT barrier_add('planted', 1);
+             SELECT barrier_decr('planted', '\"b\"', 1);
+             SELECT * FROM barrier_status('planted');
+             SELECT barrier_results('planted');
+             SELECT * FROM barrier_stats();",
+        )
+        .unwrap();
+    let answer = decr(&mut planter, "planted", Some(&"c".into()), Some(2)).unwrap();
+    assert_eq!(answer.results, Some(serde_json::json!(["a", "b", "c"])));
+    planter
+        .batch_execute(
+            "SELECT * FROM barrier_take('planted');
+             SELECT barrier_enqueue('planted-abort', 1);
+             SELECT barrier_abort('planted-abort');
+             SELECT * FROM barrier_completions();
+             SELECT * FROM barrier_sweep();",
+        )
+        .unwrap();
+    assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
 }
