@@ -1672,6 +1672,21 @@ fn every_bad_input_fails_with_its_sqlstate_and_changes_nothing() {
     }
     let one: i32 = client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(one, 1, "the session still works after the table");
+    // The digests cover only this test's prefix; a refused id that got stored anyway would lie
+    // outside it. No test may ever store one, so look across the whole database.
+    let stored: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM barrier_internal.barrier
+                      WHERE id = '' OR octet_length(id) > 512)
+                  + (SELECT count(*) FROM barrier_internal.barrier_spec
+                      WHERE id = '' OR octet_length(id) > 512)
+                  + (SELECT count(*) FROM barrier_internal.result
+                      WHERE barrier_id = '' OR octet_length(barrier_id) > 512)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "an empty or over-long id was stored");
     assert_no_backend_crashed();
 }
 
