@@ -15,7 +15,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -246,6 +246,24 @@ fn task_result(n: usize, slot: i32) -> Value {
     json!(format!("b{n}s{slot}"))
 }
 
+/// The calls a coordinator makes on some barriers while the reports run: barriers `n % 6 == 1`
+/// are aborted, barriers `n % 6 == 4` grow by `EXTRA` tasks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Control {
+    Abort,
+    Add,
+}
+
+const EXTRA: i32 = 2;
+
+fn control(n: usize) -> Option<Control> {
+    match n % 6 {
+        1 => Some(Control::Abort),
+        4 => Some(Control::Add),
+        _ => None,
+    }
+}
+
 /// What the client learned about one report before the crash.
 #[derive(Debug)]
 enum Delivery {
@@ -255,11 +273,12 @@ enum Delivery {
     InFlight,
 }
 
-/// Drives reports from several sessions, SIGKILLs the whole cluster halfway, restarts it, and
-/// checks the recovered state against what the clients were told: every acknowledged report is
-/// there with its result, no barrier has two completers, and a consumer that comes back finds
-/// every completion through `barrier_completions`. Then the tasks are delivered again, as a
-/// queue would after a crash, and every barrier completes exactly once with every result.
+/// Drives reports from several sessions, and aborts and adds from a coordinator, SIGKILLs the
+/// whole cluster part way, restarts it, and checks the recovered state against what the clients
+/// were told: every acknowledged report is there with its result, every acknowledged abort and
+/// add holds, no barrier has two completers, and a consumer that comes back finds every
+/// completion through `barrier_completions`. Then the tasks are delivered again, as a queue
+/// would after a crash: every barrier not aborted completes exactly once with every result.
 #[test]
 fn a_crash_mid_workload_loses_no_acknowledged_report() {
     let cluster = Cluster::start("crash", &["synchronous_commit = on"]);
@@ -293,8 +312,53 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
     let work: Vec<(usize, i32)> = work.into_iter().map(|(_, n, slot)| (n, slot)).collect();
     let total = work.len();
     let done = AtomicUsize::new(0);
+    let crashed = AtomicBool::new(false);
     let log: Mutex<Vec<(usize, i32, Delivery)>> = Mutex::default();
+    // What the coordinator's calls answered: the status or new `expected`, or the SQLSTATE.
+    let controls: Mutex<Vec<(usize, Control, Delivery)>> = Mutex::default();
     thread::scope(|scope| {
+        // The coordinator aborts or grows each of its barriers halfway through that barrier's
+        // group of reports, so some calls land before the crash and one may be in flight.
+        let (cluster_ref, done_ref, crashed_ref, controls_ref) =
+            (&cluster, &done, &crashed, &controls);
+        scope.spawn(move || {
+            let mut client = cluster_ref.connect("app");
+            for n in (0..BARRIERS).filter(|&n| control(n).is_some()) {
+                let due = (n / 8) * total / (BARRIERS / 8) + total / (BARRIERS / 8) / 2;
+                while done_ref.load(Ordering::Relaxed) < due {
+                    if crashed_ref.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                let kind = control(n).unwrap();
+                let answer = match kind {
+                    Control::Abort => client
+                        .query_one("SELECT barrier_abort($1)", &[&barrier_id(n)])
+                        .map(|row| row.get::<_, String>(0)),
+                    Control::Add => client
+                        .query_one(
+                            "SELECT barrier_add($1, $2)::text",
+                            &[&barrier_id(n), &EXTRA],
+                        )
+                        .map(|row| row.get::<_, String>(0)),
+                };
+                let delivery = match answer {
+                    Ok(answer) => Delivery::Acknowledged(answer, None),
+                    Err(error) => match error.code() {
+                        None => Delivery::InFlight,
+                        Some(code) => {
+                            Delivery::Acknowledged(format!("error {}", code.code()), None)
+                        }
+                    },
+                };
+                let lost = matches!(delivery, Delivery::InFlight);
+                controls_ref.lock().unwrap().push((n, kind, delivery));
+                if lost {
+                    return;
+                }
+            }
+        });
         for worker in 0..WORKERS {
             let mine: Vec<(usize, i32)> =
                 work.iter().copied().skip(worker).step_by(WORKERS).collect();
@@ -331,6 +395,7 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
             thread::sleep(Duration::from_millis(5));
         }
         cluster.crash();
+        crashed.store(true, Ordering::Relaxed);
     });
     let log = log.into_inner().unwrap();
     let acknowledged = log
@@ -365,6 +430,13 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
     let mut maybe: BTreeMap<usize, BTreeSet<i32>> = BTreeMap::new();
     for (n, slot, delivery) in &log {
         match delivery {
+            Delivery::Acknowledged(status, _) if status == "aborted" => {
+                assert_eq!(
+                    control(*n),
+                    Some(Control::Abort),
+                    "barrier {n} answered aborted"
+                );
+            }
             Delivery::Acknowledged(status, results) => {
                 assert!(
                     ["pending", "complete", "duplicate"].contains(&status.as_str()),
@@ -383,11 +455,52 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
             }
         }
     }
-    let all_results =
-        |n: usize| Value::Array((0..SLOTS).map(|slot| task_result(n, slot)).collect());
+    let controls = controls.into_inner().unwrap();
+    let controlled = |n: usize| -> Option<&Delivery> {
+        controls
+            .iter()
+            .find(|(m, _, _)| *m == n)
+            .map(|(_, _, delivery)| delivery)
+    };
+    let all_results = |n: usize, expected: i32| {
+        Value::Array((0..expected).map(|slot| task_result(n, slot)).collect())
+    };
+    // After recovery: each barrier's status and size, as the acknowledged calls require.
+    let mut aborted = BTreeSet::new();
+    let mut sizes = BTreeMap::new();
     for n in 0..BARRIERS {
         let id = barrier_id(n);
         let (status, remaining, results) = stored(&mut admin, &id);
+        let expected: i32 = admin
+            .query_one("SELECT expected FROM barrier_status($1)", &[&id])
+            .unwrap()
+            .get(0);
+        let acknowledged = |answer: &str| matches!(controlled(n), Some(Delivery::Acknowledged(a, _)) if a == answer);
+        let in_flight = matches!(controlled(n), Some(Delivery::InFlight));
+        if status == "aborted" {
+            assert!(
+                control(n) == Some(Control::Abort) && (acknowledged("aborted") || in_flight),
+                "barrier {n} is aborted, but no abort of it was acknowledged or in flight"
+            );
+            assert!(
+                !completers.contains_key(&n),
+                "barrier {n} completed and was aborted"
+            );
+            assert_eq!(results, None, "an aborted barrier keeps no results");
+            aborted.insert(n);
+            continue;
+        }
+        assert!(
+            !acknowledged("aborted"),
+            "barrier {n}: an acknowledged abort was lost"
+        );
+        let grown = acknowledged(&(SLOTS + EXTRA).to_string());
+        assert!(
+            expected == SLOTS + EXTRA && (grown || in_flight) || expected == SLOTS && !grown,
+            "barrier {n} expects {expected} tasks; the coordinator was told {:?}",
+            controlled(n)
+        );
+        sizes.insert(n, expected);
         let results: Vec<Value> = serde_json::from_str::<Value>(&results.expect("results"))
             .unwrap()
             .as_array()
@@ -405,7 +518,7 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
         assert_eq!(slots.len(), results.len(), "a slot is stored twice");
         assert_eq!(
             slots.len() as i32,
-            SLOTS - remaining,
+            expected - remaining,
             "barrier {n}: the count and the results disagree"
         );
         let mine = counted.get(&n).cloned().unwrap_or_default();
@@ -430,8 +543,8 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
                 maybe.contains_key(&n),
                 "barrier {n} is complete, but no report of it answered complete or was in flight"
             );
-            assert_eq!(Value::Array(results.clone()), all_results(n));
-            completers.insert(n, vec![all_results(n)]);
+            assert_eq!(Value::Array(results.clone()), all_results(n, expected));
+            completers.insert(n, vec![all_results(n, expected)]);
         }
         let completions = completers.get(&n).map_or(0, Vec::len);
         assert!(
@@ -440,14 +553,29 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
         );
         if completions == 1 {
             assert_eq!(status, "complete");
-            assert_eq!(completers[&n][0], all_results(n));
+            assert_eq!(completers[&n][0], all_results(n, expected));
         }
     }
 
-    // The tasks are delivered again after the crash: each barrier completes exactly once.
+    // The tasks are delivered again after the crash: each barrier that was not aborted
+    // completes exactly once, and reports to an aborted one learn it.
     let mut client = cluster.connect("app");
     for n in 0..BARRIERS {
-        for slot in 0..SLOTS {
+        if aborted.contains(&n) {
+            for slot in 0..SLOTS {
+                let status: String = client
+                    .query_one(
+                        "SELECT status FROM barrier_decr($1, NULL, $2)",
+                        &[&barrier_id(n), &slot],
+                    )
+                    .unwrap()
+                    .get(0);
+                assert_eq!(status, "aborted");
+            }
+            continue;
+        }
+        let expected = sizes[&n];
+        for slot in 0..expected {
             let row = client
                 .query_one(
                     "SELECT status, results::text FROM barrier_decr($1, $2::text::jsonb, $3)",
@@ -467,7 +595,7 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
         }
         assert_eq!(
             completers.get(&n).map(Vec::as_slice),
-            Some(&[all_results(n)][..]),
+            Some(&[all_results(n, expected)][..]),
             "barrier {n}: not exactly one completion with every result"
         );
     }
@@ -489,9 +617,12 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
             )
         })
         .collect();
-    assert_eq!(claimed.len(), BARRIERS);
-    for n in 0..BARRIERS {
-        assert_eq!(claimed.get(&barrier_id(n)), Some(&all_results(n)));
+    assert_eq!(claimed.len(), BARRIERS - aborted.len());
+    for (n, expected) in &sizes {
+        assert_eq!(
+            claimed.get(&barrier_id(*n)),
+            Some(&all_results(*n, *expected))
+        );
     }
     assert!(consumer
         .query(
@@ -502,10 +633,17 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
         .is_empty());
     assert_indexes_whole(&mut admin);
     cluster.assert_log_clean();
+    let controls_in_flight = controls
+        .iter()
+        .filter(|(_, _, delivery)| matches!(delivery, Delivery::InFlight))
+        .count();
     eprintln!(
         "crash: {total} deliveries planned, {acknowledged} acknowledged and {in_flight} in \
-         flight at the SIGKILL; all acknowledged reports recovered, {BARRIERS} barriers \
-         completed once each"
+         flight at the SIGKILL; {} aborts and adds, {controls_in_flight} in flight; all \
+         acknowledged calls recovered; {} barriers aborted, {} completed once each",
+        controls.len(),
+        aborted.len(),
+        sizes.len()
     );
 }
 
