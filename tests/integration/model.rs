@@ -70,13 +70,23 @@ fn id_of(run: u64, k: usize) -> String {
     format!("model:{run}:{k}")
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 enum Op {
-    Enqueue { expected: i32, replace: bool },
-    Decr { slot: Option<i32>, result: String },
+    Enqueue {
+        expected: i32,
+        replace: bool,
+    },
+    Decr {
+        slot: Option<i32>,
+        result: String,
+    },
     Abort,
-    Add { extra: i32 },
+    Add {
+        extra: i32,
+    },
     Take,
+    /// `barrier_completions(NULL, 1)`: a take of whichever completion it claims.
+    Claim,
 }
 
 /// What a call answered.
@@ -141,6 +151,7 @@ const READ: &str = "
 fn perform(client: &mut Client, id: &str, shape: Shape, op: &Op, roll_back: bool) -> Performed {
     let mut tx = client.transaction().expect("BEGIN");
     let outcome = match op {
+        Op::Claim => unreachable!("claims name no barrier: see `claim`"),
         Op::Enqueue { expected, replace } => {
             let ttl = format!("{} milliseconds", shape.ttl_ms);
             tx.query_one(
@@ -170,6 +181,36 @@ fn perform(client: &mut Client, id: &str, shape: Shape, op: &Op, roll_back: bool
             .query_opt("SELECT results::text FROM barrier_take($1)", &[&id])
             .map(|row| Outcome::Taken(row.map(|row| parse(&row.get::<_, String>(0))))),
     };
+    finish(tx, id, outcome, roll_back)
+}
+
+/// Claims one completion with `barrier_completions`, then reads the barrier it names and ends
+/// the transaction as `perform` does; `None` if there was none to claim.
+fn claim(client: &mut Client, run: u64, roll_back: bool) -> Option<(usize, Performed)> {
+    let mut tx = client.transaction().expect("BEGIN");
+    let row = tx
+        .query_opt(
+            "SELECT id, results::text FROM barrier_completions(NULL, 1)",
+            &[],
+        )
+        .expect("barrier_completions");
+    let row = row?;
+    let id: String = row.get(0);
+    let k = id
+        .strip_prefix(&format!("model:{run}:"))
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("claimed a barrier of another run: {id}"));
+    let outcome = Outcome::Taken(Some(parse(&row.get::<_, String>(1))));
+    Some((k, finish(tx, &id, Ok(outcome), roll_back)))
+}
+
+/// The read after a call, in its transaction, and the transaction's end.
+fn finish(
+    mut tx: postgres::Transaction<'_>,
+    id: &str,
+    outcome: Result<Outcome, postgres::Error>,
+    roll_back: bool,
+) -> Performed {
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -283,13 +324,24 @@ fn session(
                 82..=89 => Op::Add {
                     extra: 1 + rng.below(2) as i32,
                 },
-                _ => Op::Take,
+                90..=94 => Op::Take,
+                _ => Op::Claim,
             };
             (k, op)
         };
         let roll_back = rng.below(10) == 0;
         let sent = now_us();
-        let performed = perform(&mut client, &id_of(run, k), shape(k), &op, roll_back);
+        let (k, performed) = if op == Op::Claim {
+            match claim(&mut client, run, roll_back) {
+                Some(claimed) => claimed,
+                None => continue,
+            }
+        } else {
+            (
+                k,
+                perform(&mut client, &id_of(run, k), shape(k), &op, roll_back),
+            )
+        };
         if let (
             Op::Decr {
                 slot: Some(slot),
@@ -388,6 +440,7 @@ fn a_random_workload_matches_the_sequential_model() {
         ("duplicate", 1),
         ("expired", 1),
         ("aborted", 1),
+        ("claimed", 1),
     ] {
         let seen = summary.by_answer.get(answer).copied().unwrap_or(0);
         assert!(
@@ -741,7 +794,7 @@ impl Replay {
                     ..state.clone()
                 }
             }
-            Op::Take => {
+            Op::Take | Op::Claim => {
                 if effective == Stored::Complete && !state.taken {
                     expect(answer, &Outcome::Taken(state.completion.clone()))?;
                     State {
@@ -964,7 +1017,7 @@ fn check_rounds(calls: &[&Call]) -> Result<(), Problem> {
                     completions.entry(round).or_default().push(results.clone());
                 }
             }
-            (Op::Take, Outcome::Taken(Some(results))) => {
+            (Op::Take | Op::Claim, Outcome::Taken(Some(results))) => {
                 takes.entry(round).or_default().push(results.clone())
             }
             _ => {}
@@ -1042,6 +1095,7 @@ impl Summary {
                 Outcome::Text(text) => text.clone(),
                 Outcome::Decr(status, ..) => status.clone(),
                 Outcome::Expected(_) => "added".into(),
+                Outcome::Taken(_) if call.op == Op::Claim => "claimed".into(),
                 Outcome::Taken(row) => if row.is_some() { "taken" } else { "not taken" }.into(),
                 Outcome::Error(code) => format!("error {code}"),
             };
