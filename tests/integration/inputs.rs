@@ -412,6 +412,20 @@ fn function_of(sql: &'static str) -> &'static str {
     &sql[start..end]
 }
 
+/// One `Enqueue` method per named field, each returning the call with that argument replaced.
+macro_rules! setters {
+    ($($field:ident),*) => {
+        $(
+            fn $field(self, value: impl IntoArg) -> Self {
+                Enqueue {
+                    $field: value.into_arg(),
+                    ..self
+                }
+            }
+        )*
+    };
+}
+
 /// `barrier_enqueue`'s seven arguments, positionally; `new` makes a valid call.
 struct Enqueue {
     id: Arg,
@@ -436,54 +450,7 @@ impl Enqueue {
         }
     }
 
-    fn id(self, id: impl IntoArg) -> Self {
-        Enqueue {
-            id: id.into_arg(),
-            ..self
-        }
-    }
-
-    fn expected(self, expected: impl IntoArg) -> Self {
-        Enqueue {
-            expected: expected.into_arg(),
-            ..self
-        }
-    }
-
-    fn callback(self, callback: impl IntoArg) -> Self {
-        Enqueue {
-            callback: callback.into_arg(),
-            ..self
-        }
-    }
-
-    fn ttl(self, ttl: impl IntoArg) -> Self {
-        Enqueue {
-            ttl: ttl.into_arg(),
-            ..self
-        }
-    }
-
-    fn channel(self, channel: impl IntoArg) -> Self {
-        Enqueue {
-            channel: channel.into_arg(),
-            ..self
-        }
-    }
-
-    fn replace(self, replace: impl IntoArg) -> Self {
-        Enqueue {
-            replace: replace.into_arg(),
-            ..self
-        }
-    }
-
-    fn stall_timeout(self, stall_timeout: impl IntoArg) -> Self {
-        Enqueue {
-            stall_timeout: stall_timeout.into_arg(),
-            ..self
-        }
-    }
+    setters!(id, expected, callback, ttl, channel, replace, stall_timeout);
 
     fn args(self) -> Vec<Arg> {
         vec![
