@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Config, NoTls};
 use serde_json::{json, Value};
 
-use support::{assert_indexes_whole, seed, sqlstate, stored, Rng};
+use support::{assert_indexes_whole, decr, seed, sqlstate, stored, Rng};
 
 /// A scratch cluster, stopped (immediately) when dropped.
 struct Cluster {
@@ -366,16 +366,14 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
             scope.spawn(move || {
                 let mut client = cluster.connect("app");
                 for (n, slot) in mine {
-                    let answer = client.query_one(
-                        "SELECT status, results::text FROM barrier_decr($1, $2::text::jsonb, $3)",
-                        &[&barrier_id(n), &task_result(n, slot).to_string(), &slot],
+                    let answer = decr(
+                        &mut client,
+                        &barrier_id(n),
+                        Some(&task_result(n, slot)),
+                        Some(slot),
                     );
                     let delivery = match answer {
-                        Ok(row) => Delivery::Acknowledged(
-                            row.get(0),
-                            row.get::<_, Option<String>>(1)
-                                .map(|text| serde_json::from_str(&text).unwrap()),
-                        ),
+                        Ok(answer) => Delivery::Acknowledged(answer.status, answer.results),
                         // No SQLSTATE: the connection died with the server.
                         Err(error) if error.code().is_none() => Delivery::InFlight,
                         Err(error) => panic!("barrier {n} slot {slot}: {error}"),
@@ -563,34 +561,27 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
     for n in 0..BARRIERS {
         if aborted.contains(&n) {
             for slot in 0..SLOTS {
-                let status: String = client
-                    .query_one(
-                        "SELECT status FROM barrier_decr($1, NULL, $2)",
-                        &[&barrier_id(n), &slot],
-                    )
-                    .unwrap()
-                    .get(0);
-                assert_eq!(status, "aborted");
+                let answer = decr(&mut client, &barrier_id(n), None, Some(slot)).unwrap();
+                assert_eq!(answer.status, "aborted");
             }
             continue;
         }
         let expected = sizes[&n];
         for slot in 0..expected {
-            let row = client
-                .query_one(
-                    "SELECT status, results::text FROM barrier_decr($1, $2::text::jsonb, $3)",
-                    &[&barrier_id(n), &task_result(n, slot).to_string(), &slot],
-                )
-                .unwrap();
-            let status: String = row.get(0);
-            if status == "complete" {
-                let results: Value = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
-                completers.entry(n).or_default().push(results);
-            } else {
-                assert!(
-                    ["pending", "duplicate"].contains(&status.as_str()),
-                    "{status}"
-                );
+            let answer = decr(
+                &mut client,
+                &barrier_id(n),
+                Some(&task_result(n, slot)),
+                Some(slot),
+            )
+            .unwrap();
+            match answer.status.as_str() {
+                "complete" => completers
+                    .entry(n)
+                    .or_default()
+                    .push(answer.results.expect("a completion carries results")),
+                "pending" | "duplicate" => {}
+                other => panic!("barrier {n} slot {slot} answered {other}"),
             }
         }
         assert_eq!(
@@ -770,22 +761,11 @@ fn a_hot_standby_refuses_changes_with_25006_and_reads_the_primary_state() {
         .get(0);
     assert_eq!(pending, 1);
     // The primary carries on, untouched by the refused calls.
-    let answer: String = writer
-        .query_one(
-            "SELECT status FROM barrier_decr('standby', '\"b\"', 1)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(answer, "pending");
-    let results: String = writer
-        .query_one(
-            "SELECT results::text FROM barrier_decr('standby', '\"c\"', 2)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(results, "[\"a\", \"b\", \"c\"]");
+    let answer = decr(&mut writer, "standby", Some(&json!("b")), Some(1)).unwrap();
+    assert_eq!(answer.status, "pending");
+    let answer = decr(&mut writer, "standby", Some(&json!("c")), Some(2)).unwrap();
+    assert_eq!(answer.status, "complete");
+    assert_eq!(answer.results, Some(json!(["a", "b", "c"])));
     primary.assert_log_clean();
     standby.assert_log_clean();
     eprintln!("standby: {} calls refused with 25006", refused.len());
@@ -850,14 +830,9 @@ fn prepare_transaction_is_refused_after_a_notifying_call_and_counts_only_when_co
     assert_eq!(prepared, 0);
 
     // Both barriers still work: the last report completes with both results.
-    let results: String = client
-        .query_one(
-            "SELECT results::text FROM barrier_decr('twophase', '\"b\"', 1)",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(results, "[\"a\", \"b\"]");
+    let answer = decr(&mut client, "twophase", Some(&json!("b")), Some(1)).unwrap();
+    assert_eq!(answer.status, "complete");
+    assert_eq!(answer.results, Some(json!(["a", "b"])));
     let aborted: String = client
         .query_one("SELECT barrier_abort('twophase-abort')", &[])
         .unwrap()
