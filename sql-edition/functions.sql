@@ -1,0 +1,983 @@
+-- pg_barrier, SQL edition: the public API of the Rust build, in PL/pgSQL, over the same tables.
+--
+-- How it is held to the Rust build:
+-- * the state tables are src/schema.sql itself, included when the scripts are generated
+--   (scripts/sql-edition.sh), so data moves between the editions as it is;
+-- * every public function has the Rust function's name, arguments, defaults, result columns,
+--   volatility and parallel safety; the integration suite compares the two catalogs and runs
+--   against both editions;
+-- * messages and SQLSTATEs are the Rust build's, word for word.
+--
+-- Security. PL/pgSQL cannot switch roles inside a function the way the Rust build does, so the
+-- public functions are SECURITY DEFINER: they run as the state tables' owner (the bootstrap
+-- superuser in a trusted CREATE EXTENSION, the installing role under pg_tle or the plain
+-- script), with search_path pinned to pg_catalog, pg_temp, every table named by schema, no
+-- dynamic SQL and every value passed as a parameter. Barriers belong to the calling role:
+-- the role set with SET ROLE, else the session's user (see barrier_internal.caller).
+--
+-- Every function here is created with CREATE FUNCTION, never CREATE OR REPLACE: an object
+-- someone created beforehand under one of these names makes the install fail.
+
+-- The role the call acts for. Inside a SECURITY DEFINER function current_user is the owner; the
+-- caller is the role the session set with SET ROLE, or its user. (A call made from inside
+-- another SECURITY DEFINER function therefore acts for the session's role, not for that
+-- function's owner as in the Rust build.)
+CREATE FUNCTION barrier_internal.caller() RETURNS oid
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(
+               CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
+                    THEN session_user::text
+                    ELSE pg_catalog.current_setting('role') END))::oid
+$$;
+
+-- Raises one of the API's errors; `message` already starts with the function's name.
+CREATE FUNCTION barrier_internal.raise(code text, message text, detail text DEFAULT NULL,
+                                       hint text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF detail IS NULL AND hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;
+    ELSIF detail IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, HINT = hint;
+    ELSIF hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, DETAIL = detail;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, DETAIL = detail, HINT = hint;
+    END IF;
+END
+$$;
+
+-- Ids are caller-supplied and may be long: messages quote at most the first 64 characters.
+CREATE FUNCTION barrier_internal.shown(id text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.char_length(id) OPERATOR(pg_catalog.>) 64
+                THEN pg_catalog.left(id, 64) OPERATOR(pg_catalog.||) '...' ELSE id END
+$$;
+
+-- A barrier id: not NULL, not empty, at most 512 bytes.
+CREATE FUNCTION barrier_internal.check_id(fn text, id text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF id IS NULL THEN
+        PERFORM barrier_internal.raise('22004', fn || ': argument "id" must not be NULL');
+    ELSIF id = '' THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "id": must not be empty');
+    ELSIF octet_length(id) > 512 THEN
+        PERFORM barrier_internal.raise('22001', fn || ': argument "id" is too long ('
+            || octet_length(id) || ' bytes, the limit is 512)');
+    END IF;
+END
+$$;
+
+-- A count that must be at least 1 (max_rows, extra).
+CREATE FUNCTION barrier_internal.check_positive(fn text, argument text, value integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        PERFORM barrier_internal.raise('22004',
+            fn || ': argument "' || argument || '" must not be NULL');
+    ELSIF value < 1 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "' || argument || '": must be >= 1, got ' || value);
+    END IF;
+END
+$$;
+
+-- Calls that change barriers are refused up front in a read-only transaction (also every
+-- transaction on a hot standby), with the Rust build's message.
+CREATE FUNCTION barrier_internal.check_writable(fn text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        PERFORM barrier_internal.raise('25006',
+            fn || ': cannot change barriers in a read-only transaction', NULL,
+            'On a hot standby, call it on the primary; reading functions work anywhere.');
+    END IF;
+END
+$$;
+
+CREATE FUNCTION barrier_internal.check_owner(fn text, caller oid, owner oid, id text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF caller IS DISTINCT FROM owner AND NOT pg_has_role(caller, owner, 'USAGE') THEN
+        PERFORM barrier_internal.raise('42501',
+            fn || ': permission denied for barrier "' || barrier_internal.shown(id) || '"',
+            'A barrier belongs to the role that enqueued it.',
+            'Call as that role, as a member of it, or as a superuser.');
+    END IF;
+END
+$$;
+
+-- A pg_barrier.* setting as a whole number of its base unit (seconds or bytes).
+--
+-- Without the Rust library nothing defines these settings: they are placeholders that any
+-- role may SET to any text, and they are checked here, when used, not at SET time. Values
+-- are read as PostgreSQL reads them: a number, optionally with a unit ('30s', '5min', '2h',
+-- '1d'; '512B', '4kB', '1MB', '1GB').
+--
+-- `trusted`: a superuser-only setting in the Rust build (retention, max_result_bytes). Here a
+-- value set in the session counts only in a session of a superuser or of the state tables'
+-- owner; for every other session it comes from ALTER ROLE / ALTER DATABASE settings, which on
+-- PostgreSQL 15 only a superuser (or a role granted SET on the parameter) can store for a
+-- placeholder, else from the built-in default.
+CREATE FUNCTION barrier_internal.setting(fn text, name text, fallback bigint, minimum bigint,
+                                         maximum bigint, unit text, trusted boolean)
+RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    raw text;
+    parts text[];
+    factor numeric;
+    value numeric;
+BEGIN
+    IF trusted AND NOT pg_has_role(session_user, current_user, 'USAGE')
+               AND NOT pg_has_role(barrier_internal.caller(), current_user, 'USAGE') THEN
+        -- The precedence PostgreSQL applies at login: database and role, role, database, all.
+        SELECT substr(c.item, length(name) + 2)
+          INTO raw
+          FROM pg_db_role_setting s
+          CROSS JOIN LATERAL unnest(s.setconfig) AS c(item)
+         WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d
+                                      WHERE d.datname = current_database()))
+           AND s.setrole IN (0, (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user))
+           AND split_part(c.item, '=', 1) = name
+         ORDER BY s.setrole = 0, s.setdatabase = 0
+         LIMIT 1;
+    ELSE
+        raw := current_setting(name, true);
+    END IF;
+    IF raw IS NULL OR raw = '' THEN
+        RETURN fallback;
+    END IF;
+    parts := regexp_match(raw, '^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$');
+    factor := CASE
+        WHEN parts IS NULL THEN NULL
+        WHEN unit = 's' THEN CASE parts[2] WHEN '' THEN 1 WHEN 's' THEN 1 WHEN 'ms' THEN 0.001
+                                           WHEN 'us' THEN 0.000001 WHEN 'min' THEN 60
+                                           WHEN 'h' THEN 3600 WHEN 'd' THEN 86400 END
+        ELSE CASE parts[2] WHEN '' THEN 1 WHEN 'B' THEN 1 WHEN 'kB' THEN 1024
+                           WHEN 'MB' THEN 1048576 WHEN 'GB' THEN 1073741824
+                           WHEN 'TB' THEN 1099511627776 END
+    END;
+    IF factor IS NULL THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "' || name || '": "' || raw || '" is not a valid value',
+            NULL, 'Give a whole number of ' || CASE unit WHEN 's' THEN 'seconds' ELSE 'bytes' END
+                  || ', optionally with a unit.');
+    END IF;
+    value := round(parts[1]::numeric * factor);
+    IF value < minimum OR value > maximum THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "' || name || '": ' || value || ' is outside the valid range '
+            || minimum || ' .. ' || maximum);
+    END IF;
+    RETURN value;
+END
+$$;
+
+-- The uncompressed size of a jsonb value, as the Rust build measures it (the value as one
+-- plain varlena with a 4-byte header): an argument can arrive compressed, stored out of line or
+-- with a short header, which pg_column_size would count as stored.
+CREATE FUNCTION barrier_internal.jsonb_bytes(value jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_column_size(value::text::jsonb)::bigint
+$$;
+
+-- A result or callback within pg_barrier.max_result_bytes.
+CREATE FUNCTION barrier_internal.check_size(fn text, argument text, value jsonb) RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    limit_bytes bigint;
+    size bigint;
+BEGIN
+    IF value IS NULL THEN
+        RETURN 0;
+    END IF;
+    limit_bytes := barrier_internal.setting(fn, 'pg_barrier.max_result_bytes', 1048576, 1,
+                                            2147483647, 'B', true);
+    size := barrier_internal.jsonb_bytes(value);
+    IF size > limit_bytes THEN
+        PERFORM barrier_internal.raise('54000',
+            fn || ': argument "' || argument || '" is ' || size
+               || ' bytes, over pg_barrier.max_result_bytes (' || limit_bytes || ')',
+            NULL,
+            'Store large results elsewhere and report a reference, or raise pg_barrier.max_result_bytes.');
+    END IF;
+    RETURN size;
+END
+$$;
+
+-- A ttl or stall_timeout: every part >= 0, not zero, at most 100 years (a month counted as 30
+-- days, a day as 24 hours, as PostgreSQL orders intervals).
+CREATE FUNCTION barrier_internal.check_interval(fn text, argument text, value interval)
+RETURNS interval
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+DECLARE
+    months numeric := extract(year FROM value) * 12 + extract(month FROM value);
+    days numeric := extract(day FROM value);
+    micros numeric;
+    span numeric;
+BEGIN
+    micros := extract(epoch FROM value - make_interval(months => months::integer,
+                                                      days => days::integer)) * 1000000;
+    IF months < 0 OR days < 0 OR micros < 0 THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "' || argument
+            || '": must be a positive interval with no negative part');
+    END IF;
+    span := months * 30 * 86400000000 + days * 86400000000 + micros;
+    IF span = 0 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "' || argument || '": must be a positive interval');
+    END IF;
+    IF span > 100::numeric * 12 * 30 * 86400000000 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "' || argument || '": must be at most 100 years');
+    END IF;
+    RETURN value;
+END
+$$;
+
+-- Queues the wake-up of a terminal transition; the payload never carries results.
+CREATE FUNCTION barrier_internal.notify(channel text, id text, status text, round bigint)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_notify(channel, pg_catalog.json_build_object(
+               'id', id, 'status', status, 'round', round)::text)
+$$;
+
+-- Ends round `round` of a locked, live barrier as aborted or expired: frees its results, keeps
+-- a tombstone so that late calls learn what happened, and notifies.
+CREATE FUNCTION barrier_internal.end_round(id text, round bigint, status text, reason text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    the_channel text;
+BEGIN
+    UPDATE barrier_internal.barrier AS b
+       SET status = end_round.status, finished_at = statement_timestamp(), result_bytes = 0
+     WHERE b.id = end_round.id;
+    UPDATE barrier_internal.barrier_spec AS s SET reason = end_round.reason
+     WHERE s.id = end_round.id
+    RETURNING s.channel INTO the_channel;
+    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = end_round.id;
+    PERFORM barrier_internal.notify(the_channel, end_round.id, end_round.status, end_round.round);
+END
+$$;
+
+-- Every result of the round in slot (or arrival) order, with the callback and channel.
+CREATE FUNCTION barrier_internal.completion(id text, OUT channel text, OUT callback jsonb,
+                                            OUT results jsonb)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT s.channel, s.callback,
+           COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot)
+                       FROM barrier_internal.result r
+                      WHERE r.barrier_id OPERATOR(pg_catalog.=) $1), '[]'::jsonb)
+      FROM barrier_internal.barrier_spec s
+     WHERE s.id OPERATOR(pg_catalog.=) $1
+$$;
+
+-- Hands a locked, complete, untaken barrier to its consumer, freeing its results.
+CREATE FUNCTION barrier_internal.take(id text, OUT finished_at timestamptz, OUT results jsonb,
+                                      OUT callback jsonb)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    done record;
+BEGIN
+    done := barrier_internal.completion(take.id);
+    IF done.channel IS NULL THEN
+        PERFORM barrier_internal.raise('XX000', 'barrier spec is missing');
+    END IF;
+    UPDATE barrier_internal.barrier AS b
+       SET taken_at = statement_timestamp(), result_bytes = 0
+     WHERE b.id = take.id
+    RETURNING b.finished_at INTO take.finished_at;
+    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = take.id;
+    results := done.results;
+    callback := done.callback;
+END
+$$;
+
+-- Starts a locked barrier over: a new round with no recorded results. Returns the new round.
+CREATE FUNCTION barrier_internal.new_round(id text, expected integer, callback jsonb,
+                                           channel text, ttl interval, stall_timeout interval)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    the_round bigint;
+BEGIN
+    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = new_round.id;
+    UPDATE barrier_internal.barrier AS b
+       SET round = b.round + 1,
+           status = CASE WHEN new_round.expected = 0 THEN 'complete' ELSE 'pending' END,
+           expected = new_round.expected, remaining = new_round.expected, slotted = NULL,
+           created_at = statement_timestamp(),
+           expires_at = statement_timestamp() + new_round.ttl,
+           finished_at = CASE WHEN new_round.expected = 0 THEN statement_timestamp() END,
+           progress_at = statement_timestamp(), taken_at = NULL, result_bytes = 0
+     WHERE b.id = new_round.id
+    RETURNING b.round INTO the_round;
+    PERFORM barrier_internal.write_spec(new_round.id, new_round.callback, new_round.channel,
+                                        new_round.ttl, new_round.stall_timeout);
+    RETURN the_round;
+END
+$$;
+
+CREATE FUNCTION barrier_internal.write_spec(id text, callback jsonb, channel text, ttl interval,
+                                            stall_timeout interval) RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl, stall_timeout)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT ON CONSTRAINT barrier_spec_pkey DO UPDATE
+       SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl,
+           stall_timeout = excluded.stall_timeout, reason = NULL
+$$;
+
+-- Registers barrier `id`, which completes after `expected` task reports. See the README.
+CREATE FUNCTION barrier_enqueue(
+    id text,
+    expected integer,
+    callback jsonb DEFAULT NULL,
+    ttl interval DEFAULT NULL,
+    channel text DEFAULT NULL,
+    replace boolean DEFAULT false,
+    stall_timeout interval DEFAULT NULL
+) RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_enqueue';
+    the_channel text;
+    channel_source text;
+    the_ttl interval;
+    the_stall interval;
+    seconds bigint;
+    caller oid;
+    locked record;
+    same record;
+    differences text[];
+    the_round bigint;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    IF channel IS NOT NULL THEN
+        the_channel := channel;
+        channel_source := 'channel';
+    ELSE
+        -- Unset, or RESET (a placeholder then reads as ''): the default.
+        the_channel := COALESCE(NULLIF(current_setting('pg_barrier.channel', true), ''),
+                                'pg_barrier');
+        channel_source := 'pg_barrier.channel';
+    END IF;
+    IF octet_length(the_channel) > 63 THEN
+        PERFORM barrier_internal.raise('22001', fn || ': argument "' || channel_source
+            || '" is too long (' || octet_length(the_channel) || ' bytes, the limit is 63)');
+    END IF;
+    IF the_channel !~ '^[a-z_][a-z0-9_]*$' THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "' || channel_source
+            || '": "' || the_channel || '" is not a valid channel name', NULL,
+            'Use a lower-case identifier: a-z or _ first, then a-z, 0-9 or _.');
+    END IF;
+    IF expected IS NULL THEN
+        PERFORM barrier_internal.raise('22004', fn || ': argument "expected" must not be NULL');
+    ELSIF expected < 0 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "expected": must be >= 0, got ' || expected);
+    END IF;
+    PERFORM barrier_internal.check_size(fn, 'callback', callback);
+    IF ttl IS NOT NULL THEN
+        the_ttl := barrier_internal.check_interval(fn, 'ttl', ttl);
+    ELSE
+        seconds := barrier_internal.setting(fn, 'pg_barrier.default_ttl', 21600, 1, 2147483647,
+                                            's', false);
+        the_ttl := make_interval(secs => seconds);
+    END IF;
+    IF stall_timeout IS NOT NULL THEN
+        the_stall := barrier_internal.check_interval(fn, 'stall_timeout', stall_timeout);
+    ELSE
+        seconds := barrier_internal.setting(fn, 'pg_barrier.stall_timeout', 0, 0, 2147483647,
+                                            's', false);
+        the_stall := CASE WHEN seconds > 0 THEN make_interval(secs => seconds) END;
+    END IF;
+    IF replace IS NULL THEN
+        PERFORM barrier_internal.raise('22004', fn || ': argument "replace" must not be NULL');
+    END IF;
+    PERFORM barrier_internal.check_writable(fn);
+    caller := barrier_internal.caller();
+
+    -- The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
+    -- so try again once.
+    FOR attempt IN 1 .. 2 LOOP
+        INSERT INTO barrier_internal.barrier AS b
+               (id, round, owner, status, expected, remaining, created_at, expires_at,
+                finished_at, progress_at)
+        VALUES (id, 1, caller::regrole,
+                CASE WHEN expected = 0 THEN 'complete' ELSE 'pending' END, expected, expected,
+                statement_timestamp(), statement_timestamp() + the_ttl,
+                CASE WHEN expected = 0 THEN statement_timestamp() END, statement_timestamp())
+        ON CONFLICT ON CONSTRAINT barrier_pkey DO NOTHING;
+        IF FOUND THEN
+            PERFORM barrier_internal.write_spec(id, callback, the_channel, the_ttl, the_stall);
+            IF expected > 0 THEN
+                RETURN 'pending';
+            END IF;
+            PERFORM barrier_internal.notify(the_channel, id, 'complete', 1);
+            RETURN 'complete';
+        END IF;
+
+        SELECT b.owner::oid AS owner, b.status, b.expected,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
+               b.round
+          INTO locked
+          FROM barrier_internal.barrier AS b
+         WHERE b.id = id
+           FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            CONTINUE;
+        END IF;
+        PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
+
+        IF locked.status = 'pending' AND NOT locked.past_expiry AND NOT replace THEN
+            SELECT b.expected = expected AND s.callback IS NOT DISTINCT FROM callback
+                       AND s.channel = the_channel AND s.ttl = the_ttl
+                       AND s.stall_timeout IS NOT DISTINCT FROM the_stall AS equal,
+                   b.expected AS stored_expected,
+                   s.callback IS NOT DISTINCT FROM callback AS same_callback,
+                   s.channel AS stored_channel, s.ttl::text AS stored_ttl
+              INTO same
+              FROM barrier_internal.barrier AS b
+              JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
+             WHERE b.id = id;
+            IF NOT FOUND THEN
+                PERFORM barrier_internal.raise('XX000', fn || ': barrier spec is missing');
+            END IF;
+            IF same.equal THEN
+                RETURN 'pending';
+            END IF;
+            differences := '{}';
+            IF same.stored_expected <> expected THEN
+                differences := differences || ('expected is ' || same.stored_expected
+                                               || ', not ' || expected);
+            END IF;
+            IF NOT same.same_callback THEN
+                differences := differences || 'callback differs'::text;
+            END IF;
+            IF same.stored_channel <> the_channel THEN
+                differences := differences || ('channel is "' || same.stored_channel
+                                               || '", not "' || the_channel || '"');
+            END IF;
+            IF cardinality(differences) = 0 THEN
+                differences := differences || ('ttl or stall_timeout differs (ttl is '
+                                               || same.stored_ttl || ')');
+            END IF;
+            PERFORM barrier_internal.raise('42710',
+                fn || ': a live barrier "' || barrier_internal.shown(id)
+                   || '" exists with different arguments',
+                array_to_string(differences, '; '),
+                'Pass replace => true to discard its progress and start it over.');
+        END IF;
+        IF locked.status = 'pending' AND locked.past_expiry THEN
+            PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
+        END IF;
+        the_round := barrier_internal.new_round(id, expected, callback, the_channel, the_ttl,
+                                                the_stall);
+        IF expected > 0 THEN
+            RETURN 'pending';
+        END IF;
+        PERFORM barrier_internal.notify(the_channel, id, 'complete', the_round);
+        RETURN 'complete';
+    END LOOP;
+    PERFORM barrier_internal.raise('XX000', fn || ': barrier row vanished twice during enqueue');
+END
+$$;
+
+-- One task reports completion, with its result and, for slotted barriers, its slot.
+CREATE FUNCTION barrier_decr(
+    id text,
+    result jsonb DEFAULT NULL,
+    slot integer DEFAULT NULL
+) RETURNS TABLE (status text, remaining integer, results jsonb, callback jsonb)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_decr';
+    size bigint;
+    caller oid;
+    locked record;
+    position integer;
+    weight bigint;
+    left_over integer;
+    done record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    IF slot < 0 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "slot": must be >= 0, got ' || slot);
+    END IF;
+    size := barrier_internal.check_size(fn, 'result', result);
+    PERFORM barrier_internal.check_writable(fn);
+    caller := barrier_internal.caller();
+
+    SELECT b.owner::oid AS owner, b.status, b.expected, b.remaining, b.slotted, b.round,
+           b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
+           b.result_bytes
+      INTO locked
+      FROM barrier_internal.barrier AS b
+     WHERE b.id = id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::integer, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
+
+    -- A barrier is slotted or not from its first report on, and slots run from 0 to
+    -- expected - 1; a report that breaks either is a bad argument whatever the state.
+    IF locked.slotted AND slot IS NULL THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": barrier "'
+            || id || '" is slotted: every report must name its slot', NULL,
+            'One barrier is either slotted or not; pass the task''s slot.');
+    ELSIF NOT locked.slotted AND slot IS NOT NULL THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": barrier "'
+            || id || '" is counted without slots: reports must not name one', NULL,
+            'One barrier is either slotted or not; pass slot => NULL.');
+    ELSIF slot >= locked.expected THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": ' || slot
+            || ' is out of range: the barrier expects ' || locked.expected || ' tasks, slots 0 to '
+            || (locked.expected - 1));
+    END IF;
+
+    IF locked.status = 'complete' THEN
+        -- A retried task whose slot was counted learns just that, before or after the fire.
+        IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.result AS r
+                                         WHERE r.barrier_id = id AND r.slot = slot) THEN
+            RETURN QUERY SELECT 'duplicate'::text, 0, NULL::jsonb, NULL::jsonb;
+        ELSE
+            RETURN QUERY SELECT 'already_complete'::text, 0, NULL::jsonb, NULL::jsonb;
+        END IF;
+        RETURN;
+    ELSIF locked.status = 'aborted' THEN
+        RETURN QUERY SELECT 'aborted'::text, locked.remaining, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    ELSIF locked.status = 'expired' OR locked.past_expiry THEN
+        IF locked.status = 'pending' THEN
+            PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
+        END IF;
+        RETURN QUERY SELECT 'expired'::text, locked.remaining, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF locked.remaining <= 0 THEN
+        PERFORM barrier_internal.raise('XX000',
+            fn || ': pending barrier with remaining ' || locked.remaining);
+    END IF;
+
+    -- The slot, or the next arrival position (unique: arrivals are numbered under the lock).
+    position := COALESCE(slot, locked.expected - locked.remaining);
+    INSERT INTO barrier_internal.result AS r (barrier_id, slot, result)
+    VALUES (id, position, result)
+    ON CONFLICT ON CONSTRAINT result_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        IF slot IS NULL THEN
+            PERFORM barrier_internal.raise('XX000',
+                fn || ': arrival position ' || position || ' was already taken');
+        END IF;
+        RETURN QUERY SELECT 'duplicate'::text, locked.remaining, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    -- Refused (and the insert above undone with the error) if the completion could no longer
+    -- be built as one jsonb value.
+    weight := locked.result_bytes + size + 8;
+    IF weight > 255 * 1024 * 1024 THEN
+        PERFORM barrier_internal.raise('54000', fn || ': argument "result" would take the results'
+            || ' of barrier "' || barrier_internal.shown(id) || '" over ' || 255 * 1024 * 1024
+            || ' bytes',
+            'A completion hands out every result as one jsonb array, which has a size limit.',
+            'Report smaller results, such as references to where the data is.');
+    END IF;
+    left_over := locked.remaining - 1;
+    UPDATE barrier_internal.barrier AS b
+       SET remaining = left_over, slotted = slot IS NOT NULL, result_bytes = weight,
+           progress_at = statement_timestamp(),
+           status = CASE WHEN left_over = 0 THEN 'complete' ELSE b.status END,
+           finished_at = CASE WHEN left_over = 0 THEN statement_timestamp() END
+     WHERE b.id = id;
+    IF left_over > 0 THEN
+        RETURN QUERY SELECT 'pending'::text, left_over, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    done := barrier_internal.completion(id);
+    PERFORM barrier_internal.notify(done.channel, id, 'complete', locked.round);
+    RETURN QUERY SELECT 'complete'::text, 0, done.results, done.callback;
+END
+$$;
+
+-- Aborts a live barrier: frees its results, keeps a tombstone until its expiry, notifies.
+CREATE FUNCTION barrier_abort(id text, reason text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_abort';
+    locked record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    IF octet_length(reason) > 1024 THEN
+        PERFORM barrier_internal.raise('22001', fn || ': argument "reason" is too long ('
+            || octet_length(reason) || ' bytes, the limit is 1024)');
+    END IF;
+    PERFORM barrier_internal.check_writable(fn);
+    SELECT b.owner::oid AS owner, b.status, b.round,
+           b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
+      INTO locked
+      FROM barrier_internal.barrier AS b
+     WHERE b.id = id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'unknown';
+    END IF;
+    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), locked.owner, id);
+    IF locked.status = 'complete' THEN
+        RETURN 'already_complete';
+    ELSIF locked.status = 'aborted' THEN
+        RETURN 'already_aborted';
+    ELSIF locked.status = 'expired' OR locked.past_expiry THEN
+        IF locked.status = 'pending' THEN
+            PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
+        END IF;
+        RETURN 'expired';
+    END IF;
+    PERFORM barrier_internal.end_round(id, locked.round, 'aborted', reason);
+    RETURN 'aborted';
+END
+$$;
+
+-- The barrier as stored: one row, or none. This, not NOTIFY, is the truth about a barrier.
+-- (Its argument and first column share the name `id`, which PL/pgSQL cannot compile: the body
+-- is barrier_internal.status.)
+CREATE FUNCTION barrier_internal.status(the_id text)
+RETURNS TABLE (o_id text, o_status text, o_expected integer, o_remaining integer,
+               o_created_at timestamptz, o_expires_at timestamptz, o_finished_at timestamptz,
+               o_channel text, o_callback jsonb, o_reason text, o_round bigint)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_status';
+    found_row record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, the_id);
+    SELECT b.owner::oid AS owner, b.id, b.status, b.expires_at <= statement_timestamp() AS past,
+           b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at,
+           s.channel, s.callback, s.reason, b.round
+      INTO found_row
+      FROM barrier_internal.barrier AS b
+      JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
+     WHERE b.id = the_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), found_row.owner, the_id);
+    RETURN QUERY SELECT found_row.id,
+        CASE WHEN found_row.status = 'pending' AND found_row.past THEN 'expired'
+             ELSE found_row.status END,
+        found_row.expected, found_row.remaining, found_row.created_at, found_row.expires_at,
+        found_row.finished_at, found_row.channel, found_row.callback, found_row.reason,
+        found_row.round;
+END
+$$;
+
+CREATE FUNCTION barrier_status(id text)
+RETURNS TABLE (id text, status text, expected integer, remaining integer,
+               created_at timestamptz, expires_at timestamptz, finished_at timestamptz,
+               channel text, callback jsonb, reason text, round bigint)
+LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+    SELECT * FROM barrier_internal.status($1)
+$$;
+
+-- The results recorded so far, in slot (or arrival) order; NULL for an unknown barrier and for
+-- an aborted, expired or taken one, whose results were freed.
+CREATE FUNCTION barrier_results(id text) RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_results';
+    found_row record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    SELECT b.owner::oid AS owner,
+           CASE WHEN (b.status = 'complete' AND b.taken_at IS NULL)
+                  OR (b.status = 'pending' AND b.expires_at > statement_timestamp())
+           THEN COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
+                            FROM barrier_internal.result AS r
+                           WHERE r.barrier_id = b.id), '[]'::jsonb) END AS results
+      INTO found_row
+      FROM barrier_internal.barrier AS b
+     WHERE b.id = id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), found_row.owner, id);
+    RETURN found_row.results;
+END
+$$;
+
+-- Expires pending barriers past their ttl or their no-progress window (notifying `expired`),
+-- then deletes finished barriers older than pg_barrier.retention; at most `max_rows` of each.
+-- Without the Rust build's background worker, schedule it (pg_cron: see the README).
+CREATE FUNCTION barrier_sweep(max_rows integer DEFAULT 10000)
+RETURNS TABLE (expired bigint, deleted bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_sweep';
+    retention interval;
+    due_ids text[];
+    due_rounds bigint[];
+    due_ttl boolean[];
+    stalled_ids text[];
+    stalled_rounds bigint[];
+    doomed text[];
+    gone bigint;
+BEGIN
+    PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
+    PERFORM barrier_internal.check_writable(fn);
+    retention := make_interval(secs => barrier_internal.setting(fn, 'pg_barrier.retention', 86400,
+                                                              0, 2147483647, 's', true));
+    -- Rows another transaction holds are skipped: sweeps never wait or deadlock, and two never
+    -- pick the same barrier.
+    SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
+      INTO due_ids, due_rounds
+      FROM (SELECT b.id, b.round
+              FROM barrier_internal.barrier AS b
+             WHERE b.status = 'pending' AND b.expires_at <= statement_timestamp()
+             ORDER BY b.expires_at
+             LIMIT max_rows
+               FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+    IF cardinality(due_ids) < max_rows THEN
+        SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
+          INTO stalled_ids, stalled_rounds
+          FROM (SELECT b.id, b.round
+                  FROM barrier_internal.barrier_spec AS s
+                  JOIN barrier_internal.barrier AS b ON b.id = s.id
+                 WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
+                   AND b.expires_at > statement_timestamp()
+                   AND b.progress_at + s.stall_timeout <= statement_timestamp()
+                 LIMIT max_rows - cardinality(due_ids)
+                   FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+    ELSE
+        stalled_ids := '{}';
+        stalled_rounds := '{}';
+    END IF;
+    FOR i IN 1 .. cardinality(due_ids) LOOP
+        PERFORM barrier_internal.end_round(due_ids[i], due_rounds[i], 'expired', NULL);
+    END LOOP;
+    FOR i IN 1 .. cardinality(stalled_ids) LOOP
+        PERFORM barrier_internal.end_round(stalled_ids[i], stalled_rounds[i], 'expired',
+                                           'no report within stall_timeout');
+    END LOOP;
+
+    -- Finished barriers past the retention (aborted ones not before their expiry, so that late
+    -- reports still learn they were aborted), deleted by id.
+    SELECT array_agg(d.id) INTO doomed
+      FROM (SELECT b.id FROM barrier_internal.barrier AS b
+             WHERE b.status <> 'pending'
+               AND b.finished_at <= statement_timestamp() - retention
+               AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
+             LIMIT max_rows
+               FOR UPDATE OF b SKIP LOCKED) AS d;
+    gone := 0;
+    IF doomed IS NOT NULL THEN
+        DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = ANY (doomed);
+        DELETE FROM barrier_internal.barrier_spec AS s WHERE s.id = ANY (doomed);
+        DELETE FROM barrier_internal.barrier AS b WHERE b.id = ANY (doomed);
+        GET DIAGNOSTICS gone = ROW_COUNT;
+    END IF;
+    RETURN QUERY SELECT (cardinality(due_ids) + cardinality(stalled_ids))::bigint, gone;
+END
+$$;
+
+-- The results and callback of a completed barrier, handed out once across all sessions.
+CREATE FUNCTION barrier_take(id text) RETURNS TABLE (results jsonb, callback jsonb)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_take';
+    locked record;
+    taken record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    PERFORM barrier_internal.check_writable(fn);
+    SELECT b.owner::oid AS owner, b.status, b.taken_at IS NOT NULL AS taken
+      INTO locked
+      FROM barrier_internal.barrier AS b
+     WHERE b.id = id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), locked.owner, id);
+    IF locked.status <> 'complete' OR locked.taken THEN
+        RETURN;
+    END IF;
+    taken := barrier_internal.take(id);
+    RETURN QUERY SELECT taken.results, taken.callback;
+END
+$$;
+
+-- Claims up to `max_rows` completed, untaken barriers (on `channel`, or any) the caller may act
+-- for, oldest first, and hands each out as barrier_take would.
+CREATE FUNCTION barrier_completions(channel text DEFAULT NULL, max_rows integer DEFAULT 100)
+RETURNS TABLE (id text, finished_at timestamptz, results jsonb, callback jsonb)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_completions';
+    caller oid;
+    claimed text[];
+    taken record;
+BEGIN
+    PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
+    PERFORM barrier_internal.check_writable(fn);
+    caller := barrier_internal.caller();
+    SELECT COALESCE(array_agg(d.id), '{}') INTO claimed
+      FROM (SELECT b.id FROM barrier_internal.barrier AS b
+              JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
+             WHERE b.status = 'complete' AND b.taken_at IS NULL
+               AND (channel IS NULL OR s.channel = channel)
+               AND pg_has_role(caller, b.owner::oid, 'USAGE')
+             ORDER BY b.finished_at, b.id
+             LIMIT max_rows
+               FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+    FOR i IN 1 .. cardinality(claimed) LOOP
+        taken := barrier_internal.take(claimed[i]);
+        RETURN QUERY SELECT claimed[i], taken.finished_at, taken.results, taken.callback;
+    END LOOP;
+END
+$$;
+
+-- Adds `extra` tasks to a pending barrier and returns the new `expected`.
+CREATE FUNCTION barrier_add(id text, extra integer) RETURNS integer
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_add';
+    locked record;
+    effective text;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    PERFORM barrier_internal.check_positive(fn, 'extra', extra);
+    PERFORM barrier_internal.check_writable(fn);
+    SELECT b.owner::oid AS owner, b.status, b.expected,
+           b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
+      INTO locked
+      FROM barrier_internal.barrier AS b
+     WHERE b.id = id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM barrier_internal.raise('42704',
+            fn || ': barrier "' || barrier_internal.shown(id) || '" does not exist');
+    END IF;
+    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), locked.owner, id);
+    effective := CASE WHEN locked.past_expiry THEN 'expired' ELSE locked.status END;
+    IF effective <> 'pending' THEN
+        PERFORM barrier_internal.raise('55000',
+            fn || ': barrier "' || barrier_internal.shown(id) || '" is ' || effective,
+            'Only a pending barrier can take more tasks.');
+    END IF;
+    IF locked.expected::bigint + extra > 2147483647 THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "extra": ' || extra
+            || ' more tasks would exceed 2147483647 in all');
+    END IF;
+    UPDATE barrier_internal.barrier AS b
+       SET expected = b.expected + extra, remaining = b.remaining + extra,
+           progress_at = statement_timestamp()
+     WHERE b.id = id;
+    RETURN locked.expected + extra;
+END
+$$;
+
+-- Counts over the barriers the calling role may act for, for dashboards and alerts.
+CREATE FUNCTION barrier_stats()
+RETURNS TABLE (pending bigint, complete bigint, aborted bigint, expired bigint, untaken bigint,
+               oldest_pending_age interval, result_rows bigint, result_bytes bigint)
+LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    caller oid := barrier_internal.caller();
+BEGIN
+    RETURN QUERY
+    SELECT count(*) FILTER (WHERE b.status = 'pending'
+                              AND b.expires_at > statement_timestamp()),
+           count(*) FILTER (WHERE b.status = 'complete'),
+           count(*) FILTER (WHERE b.status = 'aborted'),
+           count(*) FILTER (WHERE b.status = 'expired'
+                               OR (b.status = 'pending'
+                                   AND b.expires_at <= statement_timestamp())),
+           count(*) FILTER (WHERE b.status = 'complete' AND b.taken_at IS NULL),
+           statement_timestamp() - min(b.created_at)
+             FILTER (WHERE b.status = 'pending' AND b.expires_at > statement_timestamp()),
+           COALESCE(sum(CASE WHEN b.status = 'pending' THEN b.expected - b.remaining
+                             WHEN b.status = 'complete' AND b.taken_at IS NULL THEN b.expected
+                             ELSE 0 END), 0)::bigint,
+           COALESCE(sum(b.result_bytes), 0)::bigint
+      FROM barrier_internal.barrier AS b
+     WHERE pg_has_role(caller, b.owner::oid, 'USAGE');
+END
+$$;
