@@ -47,6 +47,7 @@ short() {
     jsonb) echo "jsonb row" ;;
     twin) echo "PL/pgSQL twin" ;;
     pg_barrier) echo "pg_barrier" ;;
+    sql_edition) echo "SQL edition" ;;
     redis) echo "Redis (context)" ;;
   esac
 }
@@ -56,6 +57,7 @@ label() {
     jsonb) echo "client-side jsonb" ;;
     twin) echo "PL/pgSQL twin" ;;
     pg_barrier) echo "pg_barrier" ;;
+    sql_edition) echo "pg_barrier, SQL edition" ;;
     redis) echo "Redis DECR+Lua (context)" ;;
   esac
 }
@@ -89,14 +91,14 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "of a fresh state each; the ratio is to the floor of the same setting. Redis runs with \`appendfsync always\`"
   echo "beside \`synchronous_commit = on\` and \`appendfsync everysec\` beside \`off\`."
   echo
-  ratio_table throughput floor jsonb twin pg_barrier redis
+  ratio_table throughput floor jsonb twin pg_barrier sql_edition redis
   echo
   echo "Rounds (calls/s), to show the spread:"
   echo
   echo "| design | setting | rounds |"
   echo "|---|---|---|"
   for sync in on off; do
-    for c in floor jsonb twin pg_barrier; do
+    for c in floor jsonb twin pg_barrier sql_edition; do
       echo "| $(label "$c") | $sync | $(awk -F'\t' -v y="$sync" -v c="$c" '$1 == "throughput" && $2 == y && $3 == c && $4 ~ /^round/ { printf "%s%.0f", sep, $5; sep = ", " }' "$figures") |"
     done
   done
@@ -107,7 +109,7 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "decrements one counter as often. The client-side jsonb design rewrites the whole growing array on every"
   echo "call: it runs for a fixed time instead, and its rate is that of a barrier still filling."
   echo
-  ratio_table hot floor jsonb twin pg_barrier
+  ratio_table hot floor jsonb twin pg_barrier sql_edition
   echo
   echo "## 3. Flatness"
   echo
@@ -122,7 +124,7 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "| design | slots | setting | first 1,000 | last 1,000 | last / first | completing call | to complete | WAL per call |"
   echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
   for sync in on off; do
-    for key in "floor-$flat_slots" "twin-$flat_slots" "pg_barrier-$flat_slots" "$jsonb_key" "pg_barrier-$jsonb_slots"; do
+    for key in "floor-$flat_slots" "twin-$flat_slots" "pg_barrier-$flat_slots" "sql_edition-$flat_slots" "$jsonb_key" "pg_barrier-$jsonb_slots"; do
       first=$(figure flat "$sync" "$key" first_mean) last=$(figure flat "$sync" "$key" last_mean)
       total=$(figure flat "$sync" "$key" total_us)
       echo "| $(label "${key%-*}") | ${key##*-} | $sync | $first | $last | $(ratio "$last" "$first") | $(figure flat "$sync" "$key" completing_call) | $(awk -v t="$total" 'BEGIN { printf "%.2f s", t / 1e6 }') | $(figure flat "$sync" "$key" wal_per_call) |"
@@ -153,7 +155,7 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "| design | setting | calls/s | tables: empty | swept | vacuumed | indexes: empty | swept | vacuumed | HOT updates |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for sync in on off; do
-    for c in floor jsonb twin pg_barrier; do
+    for c in floor jsonb twin pg_barrier sql_edition; do
       [[ $(figure churn "$sync" "$c" calls_per_s) == - ]] && continue
       f() { figure churn "$sync" "$c" "$1"; }
       echo "| $(label "$c") | $sync | $(f calls_per_s) | $(human "$(f heap_empty)") | $(human "$(f heap_swept)") | $(human "$(f heap_vacuumed)") | $(human "$(f index_empty)") | $(human "$(f index_swept)") | $(human "$(f index_vacuumed)") | $(f hot_percent)% |"
@@ -161,7 +163,36 @@ jsonb_slots=${jsonb_key#jsonb-}
   done
   echo
   echo "Bytes per live barrier (10,000 barriers half-way: 5 of 10 slots reported with 100-byte results; tables and"
-  echo "indexes, after VACUUM): $(sep=''; for c in floor jsonb twin pg_barrier; do printf '%s%s %s' "$sep" "$(label "$c")" "$(figure churn footprint "$c" bytes_per_live_barrier)"; sep=', '; done)."
+  echo "indexes, after VACUUM): $(sep=''; for c in floor jsonb twin pg_barrier sql_edition; do printf '%s%s %s' "$sep" "$(label "$c")" "$(figure churn footprint "$c" bytes_per_live_barrier)"; sep=', '; done)."
+  echo
+  echo "## The two editions side by side"
+  echo
+  echo "The SQL edition (PL/pgSQL, for managed services that load no library) runs the same API on the same"
+  echo "tables, in a database of its own on the same server. What the Rust build buys, as the Rust build's"
+  echo "figure over the SQL edition's (above 1: the Rust build is faster or smaller):"
+  echo
+  echo "| scenario | setting | Rust build | SQL edition | Rust / SQL |"
+  echo "|---|---|---:|---:|---:|"
+  for sync in on off; do
+    for scenario in throughput hot; do
+      r=$(figure "$scenario" "$sync" pg_barrier tps) q=$(figure "$scenario" "$sync" sql_edition tps)
+      echo "| $scenario (calls/s) | $sync | $(int "$r") | $(int "$q") | $(ratio "$r" "$q") |"
+    done
+    r=$(figure flat "$sync" "pg_barrier-$flat_slots" last_mean) q=$(figure flat "$sync" "sql_edition-$flat_slots" last_mean)
+    echo "| flatness: last 1,000 calls (us per call) | $sync | $r | $q | $(ratio "$q" "$r") |"
+    r=$(figure flat "$sync" "pg_barrier-$flat_slots" completing_call) q=$(figure flat "$sync" "sql_edition-$flat_slots" completing_call)
+    echo "| flatness: completing call, $flat_slots results (us) | $sync | $r | $q | $(ratio "$q" "$r") |"
+    r=$(figure flat "$sync" "pg_barrier-$flat_slots" wal_per_call) q=$(figure flat "$sync" "sql_edition-$flat_slots" wal_per_call)
+    echo "| flatness: WAL per call (B) | $sync | $r | $q | $(ratio "$q" "$r") |"
+    r=$(figure churn "$sync" pg_barrier calls_per_s) q=$(figure churn "$sync" sql_edition calls_per_s)
+    [[ $q != - ]] && echo "| churn (calls/s) | $sync | $r | $q | $(ratio "$r" "$q") |"
+  done
+  for sync in on off; do
+    key=sql_edition-$flat_slots
+    growth=$(ratio "$(figure flat "$sync" "$key" last_mean)" "$(figure flat "$sync" "$key" first_mean)")
+    echo
+    echo "SQL edition flatness, $sync: the last 1,000 calls cost ${growth}x the first 1,000."
+  done
   echo
   echo "## Targets"
   echo
@@ -204,7 +235,7 @@ jsonb_slots=${jsonb_key#jsonb-}
 
 # Latency along the barrier (synchronous_commit = off): one point per 1% of the calls.
 curves=()
-for key in "floor-$flat_slots" "twin-$flat_slots" "pg_barrier-$flat_slots" "$jsonb_key"; do
+for key in "floor-$flat_slots" "twin-$flat_slots" "pg_barrier-$flat_slots" "sql_edition-$flat_slots" "$jsonb_key"; do
   file="$data/curve-off-$key.dat"
   [[ -s $file ]] && curves+=("'$file' using 1:2 with linespoints title '$(label "${key%-*}") ($(printf "%'d" "${key##*-}") slots)'")
 done
@@ -222,7 +253,7 @@ GP
 
 # Throughput against the floor, both settings.
 {
-  for c in floor jsonb twin pg_barrier redis; do
+  for c in floor jsonb twin pg_barrier sql_edition redis; do
     echo "\"$(short "$c")\" $(ratio "$(figure throughput on "$c" tps)" "$(figure throughput on floor tps)") $(ratio "$(figure throughput off "$c" tps)" "$(figure throughput off floor tps)")"
   done
 } >"$work/throughput.dat"

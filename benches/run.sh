@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # pg_barrier against the designs it replaces, side by side on one dedicated server in one run.
+# Both editions run: the Rust build in database `bench`, the SQL edition (PL/pgSQL, the same API
+# and tables) in database `bench_sql`, which the same pgbench scripts drive.
 #
 # Builds and installs the extension (release), starts a scratch PostgreSQL 15 and a loopback
 # Redis, drives each scenario with pgbench (redis-benchmark for Redis) from several connections,
@@ -10,7 +12,7 @@
 # Sizes can be lowered for a quick look (the figures are then not the documented scenarios):
 #   BENCH_SECONDS (4) per throughput round, BENCH_ROUNDS (3), BENCH_HOT_SLOTS (200000),
 #   BENCH_FLAT_SLOTS (20000), BENCH_JSONB_SLOTS (2000), BENCH_CHURN_BARRIERS (100000),
-#   BENCH_CHURN_RUNS ("on:pg_barrier off:floor off:jsonb off:pg_barrier").
+#   BENCH_CHURN_RUNS ("on:pg_barrier off:floor off:jsonb off:pg_barrier off:sql_edition").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME "$0" "$@"; fi
@@ -23,9 +25,9 @@ HOT_SLOTS=${BENCH_HOT_SLOTS:-200000}
 FLAT_SLOTS=${BENCH_FLAT_SLOTS:-20000}
 JSONB_SLOTS=${BENCH_JSONB_SLOTS:-2000}
 CHURN_BARRIERS=${BENCH_CHURN_BARRIERS:-100000}
-CHURN_RUNS=${BENCH_CHURN_RUNS:-on:pg_barrier off:floor off:jsonb off:pg_barrier}
+CHURN_RUNS=${BENCH_CHURN_RUNS:-on:pg_barrier off:floor off:jsonb off:pg_barrier off:sql_edition}
 CLIENTS=8
-COMPARATORS=(floor jsonb twin pg_barrier)
+COMPARATORS=(floor jsonb twin pg_barrier sql_edition)
 PAYLOAD='"result:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789x"'
 
 root=/var/tmp/pg_barrier-bench
@@ -44,13 +46,19 @@ started=$(date +%s)
 
 as_postgres() { runuser -u postgres -- "$@"; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$root" -p "$port" -U postgres -d bench "$@"; }
+# The same in the SQL edition's database.
+qs() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$root" -p "$port" -U postgres -d bench_sql "$@"; }
 redis() { redis-cli -p "$redis_port" "$@"; }
-# pgbench against the bench database at the given synchronous_commit.
+# pgbench at the given synchronous_commit, against the database of COMPARATOR, with its script
+# of SCENARIO: bench SYNC COMPARATOR SCENARIO PGBENCH-OPTIONS...
 bench() {
-  local sync=$1
-  shift
+  local sync=$1 comparator=$2 scenario=$3 db=bench script=$3-$2
+  shift 3
+  if [[ $comparator == sql_edition ]]; then
+    db=bench_sql script=$scenario-pg_barrier
+  fi
   PGOPTIONS="-c synchronous_commit=$sync" "$bindir/pgbench" -h "$root" -p "$port" -U postgres \
-    -n -M prepared "$@" bench
+    -n -M prepared -f "benches/pgbench/$script.sql" "$@" "$db"
 }
 tps_of() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'; }
 # record SCENARIO SYNC COMPARATOR METRIC VALUE
@@ -70,6 +78,8 @@ trap 'stop_servers; rm -rf "$work"' EXIT
 
 say "Building and installing the extension (release)"
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+install -m 644 "sql/pg_barrier--$version-sql.sql" "$("$PG_CONFIG" --sharedir)/extension/"
 
 say "Starting a scratch PostgreSQL $PG_MAJOR on port $port and Redis on port $redis_port"
 stop_servers
@@ -93,6 +103,8 @@ CONF
 as_postgres "$bindir/pg_ctl" -D "$pgdata" -l "$root/server.log" -w start >/dev/null
 psql -X -q -h "$root" -p "$port" -U postgres -d postgres -c "CREATE DATABASE bench"
 q -c "CREATE EXTENSION pg_barrier" -f benches/sql/comparators.sql >/dev/null
+psql -X -q -h "$root" -p "$port" -U postgres -d postgres -c "CREATE DATABASE bench_sql"
+qs -c "CREATE EXTENSION pg_barrier VERSION '$version-sql'" -f benches/sql/comparators.sql >/dev/null
 install -d -o redis -g redis "$root/redis"
 runuser -u redis -- redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$root/redis" \
   --save '' --appendonly no --daemonize yes --logfile "$root/redis/redis.log"
@@ -107,6 +119,10 @@ TRUNCATE floor_counter, jsonb_barrier, twin_barrier, twin_result;
 TRUNCATE barrier_internal.barrier, barrier_internal.barrier_spec, barrier_internal.result;
 SELECT pg_stat_reset();
 SQL
+  qs <<SQL >/dev/null
+TRUNCATE barrier_internal.barrier, barrier_internal.barrier_spec, barrier_internal.result;
+SELECT pg_stat_reset();
+SQL
 }
 live() {
   q <<SQL >/dev/null
@@ -115,6 +131,7 @@ INSERT INTO jsonb_barrier (id, remaining) SELECT 't' || i, $2 FROM generate_seri
 SELECT count(twin_enqueue('t' || i, $2)) FROM generate_series(0, $1 - 1) i;
 SELECT count(barrier_enqueue('t' || i, $2, ttl => '1 day')) FROM generate_series(0, $1 - 1) i;
 SQL
+  qs -c "SELECT count(barrier_enqueue('t' || i, $2, ttl => '1 day')) FROM generate_series(0, $1 - 1) i" >/dev/null
 }
 one() {
   q <<SQL >/dev/null
@@ -123,8 +140,9 @@ INSERT INTO jsonb_barrier (id, remaining) VALUES ('$1', $2);
 SELECT twin_enqueue('$1', $2);
 SELECT barrier_enqueue('$1', $2, ttl => '1 day');
 SQL
+  qs -c "SELECT barrier_enqueue('$1', $2, ttl => '1 day')" >/dev/null
 }
-settle() { q -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null; }
+settle() { qs -c "VACUUM ANALYZE" >/dev/null; q -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null; }
 
 redis_mode() {
   if [[ $1 == on ]]; then
@@ -147,8 +165,7 @@ for sync in on off; do
       reset_state
       live 1000 10000000
       settle
-      tps=$(bench "$sync" -c "$CLIENTS" -j 2 -T "$SECONDS_PER_ROUND" \
-        -f "benches/pgbench/throughput-$comparator.sql" | tps_of)
+      tps=$(bench "$sync" "$comparator" throughput -c "$CLIENTS" -j 2 -T "$SECONDS_PER_ROUND" | tps_of)
       record throughput "$sync" "$comparator" "round$round" "$tps"
       printf '  synchronous_commit=%-3s round %d  %-10s %8.0f/s\n' "$sync" "$round" "$comparator" "$tps"
     done
@@ -181,7 +198,7 @@ for sync in on off; do
     else
       args=(-t $((HOT_SLOTS / CLIENTS)))
     fi
-    tps=$(bench "$sync" -c "$CLIENTS" -j 2 "${args[@]}" -D n=0 -f "benches/pgbench/hot-$comparator.sql" | tps_of)
+    tps=$(bench "$sync" "$comparator" hot -c "$CLIENTS" -j 2 "${args[@]}" -D n=0 | tps_of)
     record hot "$sync" "$comparator" tps "$tps"
     printf '  synchronous_commit=%-3s %-10s %8.0f/s\n' "$sync" "$comparator" "$tps"
   done
@@ -209,8 +226,7 @@ flat_once() {
   one flat "$slots"
   settle
   lsn=$(q -c "SELECT pg_current_wal_lsn()")
-  bench "$sync" -c 1 -t "$slots" -D n=0 -l --log-prefix="$work/log" \
-    -f "benches/pgbench/flat-$comparator.sql" >/dev/null
+  bench "$sync" "$comparator" flat -c 1 -t "$slots" -D n=0 -l --log-prefix="$work/log" >/dev/null
   record flat "$sync" "$comparator-$slots" "wal_per_call.$run" \
     "$(q -c "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn') / $slots)")"
   log=$(ls "$work"/log.*)
@@ -234,13 +250,13 @@ flat_once() {
 }
 say "Flatness: one barrier of $FLAT_SLOTS slots, 1 KB incompressible results, one client"
 for sync in on off; do
-  for comparator in floor twin pg_barrier; do
+  for comparator in floor twin pg_barrier sql_edition; do
     flat "$sync" "$comparator" "$FLAT_SLOTS" 3
   done
   for comparator in jsonb pg_barrier; do
     flat "$sync" "$comparator" "$JSONB_SLOTS" 1
   done
-  for key in floor-$FLAT_SLOTS twin-$FLAT_SLOTS pg_barrier-$FLAT_SLOTS jsonb-$JSONB_SLOTS pg_barrier-$JSONB_SLOTS; do
+  for key in floor-$FLAT_SLOTS twin-$FLAT_SLOTS pg_barrier-$FLAT_SLOTS sql_edition-$FLAT_SLOTS jsonb-$JSONB_SLOTS pg_barrier-$JSONB_SLOTS; do
     printf '  synchronous_commit=%-3s %-17s first %7s us  last %7s us  completing %9s us  WAL %7s B/call\n' \
       "$sync" "$key" "$(figure flat "$sync" "$key" first_mean)" "$(figure flat "$sync" "$key" last_mean)" \
       "$(figure flat "$sync" "$key" completing_call)" "$(figure flat "$sync" "$key" wal_per_call)"
@@ -255,7 +271,7 @@ tables_of() {
     floor) echo "'floor_counter'" ;;
     jsonb) echo "'jsonb_barrier'" ;;
     twin) echo "'twin_barrier', 'twin_result'" ;;
-    pg_barrier) echo "'barrier_internal.barrier', 'barrier_internal.barrier_spec', 'barrier_internal.result'" ;;
+    pg_barrier | sql_edition) echo "'barrier_internal.barrier', 'barrier_internal.barrier_spec', 'barrier_internal.result'" ;;
   esac
 }
 counter_of() {
@@ -263,11 +279,13 @@ counter_of() {
     floor) echo floor_counter ;;
     jsonb) echo jsonb_barrier ;;
     twin) echo twin_barrier ;;
-    pg_barrier) echo barrier_internal.barrier ;;
+    pg_barrier | sql_edition) echo barrier_internal.barrier ;;
   esac
 }
+# The query function of COMPARATOR's database.
+q_of() { if [[ $1 == sql_edition ]]; then echo qs; else echo q; fi; }
 sizes() {
-  q -F $'\t' -c "SELECT sum(pg_relation_size(t) + coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)),
+  $(q_of "$1") -F $'\t' -c "SELECT sum(pg_relation_size(t) + coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)),
                           sum(pg_indexes_size(t))
                      FROM unnest(ARRAY[$(tables_of "$1")]::regclass[]) t JOIN pg_class c ON c.oid = t"
 }
@@ -284,7 +302,7 @@ for comparator in "${COMPARATORS[@]}"; do
     jsonb) q -c "INSERT INTO jsonb_barrier SELECT 'l' || i, 5, jsonb_build_array($(printf "'%s'::jsonb, " "$PAYLOAD" "$PAYLOAD" "$PAYLOAD" "$PAYLOAD")'$PAYLOAD'::jsonb) FROM generate_series(1, 10000) i" ;;
     twin) q -c "SELECT count(twin_enqueue('l' || i, 10)) FROM generate_series(1, 10000) i" \
       -c "SELECT count(*) FROM generate_series(1, 10000) i, generate_series(0, 4) s, twin_decr('l' || i, '$PAYLOAD', s)" ;;
-    pg_barrier) q -c "SELECT count(barrier_enqueue('l' || i, 10)) FROM generate_series(1, 10000) i" \
+    pg_barrier | sql_edition) $(q_of "$comparator") -c "SELECT count(barrier_enqueue('l' || i, 10)) FROM generate_series(1, 10000) i" \
       -c "SELECT count(*) FROM generate_series(1, 10000) i, generate_series(0, 4) s, barrier_decr('l' || i, '$PAYLOAD', s)" ;;
   esac >/dev/null
   settle
@@ -306,15 +324,20 @@ for run in $CHURN_RUNS; do
       # The twin's sweep, at the cadence of pg_barrier's background sweeper.
       (while sleep 1; do q -c "SELECT twin_sweep()" >/dev/null; done) &
       sweeper=$!
+    elif [[ $comparator == sql_edition ]]; then
+      # The SQL edition has no background worker: barrier_sweep() every second, as pg_cron
+      # would run it.
+      (while sleep 1; do qs -c "SELECT barrier_sweep()" >/dev/null; done) &
+      sweeper=$!
     fi
     begin=$(date +%s.%N)
-    bench "$sync" -c "$CLIENTS" -j 2 -t $((CHURN_BARRIERS / CLIENTS)) -D n=0 \
-      -f "benches/pgbench/churn-$comparator.sql" >/dev/null
+    bench "$sync" "$comparator" churn -c "$CLIENTS" -j 2 -t $((CHURN_BARRIERS / CLIENTS)) -D n=0 >/dev/null
     end=$(date +%s.%N)
     [[ -n $sweeper ]] && kill "$sweeper" && wait "$sweeper" 2>/dev/null || true
     # Whatever the last sweep has not reached yet goes now.
     case $comparator in
       twin) q -c "SELECT twin_sweep()" >/dev/null ;;
+      sql_edition) while [[ $(qs -c "SELECT deleted FROM barrier_sweep()") != 0 ]]; do :; done ;;
       pg_barrier)
         waited=0
         until [[ $(q -c "SELECT count(*) FROM barrier_internal.barrier") == 0 ]]; do
@@ -324,9 +347,9 @@ for run in $CHURN_RUNS; do
         ;;
     esac
     IFS=$'\t' read -r heap1 index1 < <(sizes "$comparator")
-    q -c "VACUUM $(tables_of "$comparator" | tr -d "'")" >/dev/null
+    $(q_of "$comparator") -c "VACUUM $(tables_of "$comparator" | tr -d "'")" >/dev/null
     IFS=$'\t' read -r heap2 index2 < <(sizes "$comparator")
-    hot=$(q -c "SELECT round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0), 1)
+    hot=$($(q_of "$comparator") -c "SELECT round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0), 1)
                   FROM pg_stat_user_tables WHERE relid = '$(counter_of "$comparator")'::regclass")
     calls=$(awk -v n="$CHURN_BARRIERS" -v c="$(calls_per_barrier "$comparator")" -v b="$begin" -v e="$end" \
       'BEGIN { printf "%.0f", n * c / (e - b) }')

@@ -6,6 +6,9 @@
 #[path = "integration/support.rs"]
 mod support;
 
+/// The edition `support` connects to.
+const EDITION: support::Edition = support::Edition::Rust;
+
 use postgres::Client;
 
 use support::{connect, fresh_database};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{server_bin_dir, server_port};
+use crate::support::{connect, create_extension, fresh_database, server_bin_dir, server_port};
 
 /// The installation's `pg_isolation_regress`: next to the PGXS makefiles of the `pg_config`
 /// that sits beside the running server's executable.
@@ -36,12 +36,16 @@ fn isolation_specs_give_their_expected_interleavings() {
     let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/isolation");
     let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join("isolation");
     std::fs::create_dir_all(&output).unwrap();
+    // The database is made here, with this binary's edition installed; the tool uses it as is.
+    fresh_database(&mut connect(), "barrier_isolation")
+        .batch_execute(&create_extension())
+        .unwrap();
     let status = Command::new(&tool)
         .arg("--host=localhost")
         .arg(format!("--port={}", server_port()))
         .arg(format!("--user={}", pgrx_tests::get_pg_user()))
         .arg("--dbname=barrier_isolation")
-        .arg("--load-extension=pg_barrier")
+        .arg("--use-existing")
         .arg(format!("--inputdir={}", specs.display()))
         .arg(format!("--outputdir={}", output.display()))
         .arg(format!(

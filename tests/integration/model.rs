@@ -25,8 +25,8 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, assert_no_backend_crashed, connect, connect_as, fresh_database, seed,
-    sqlstate, Rng,
+    assert_indexes_whole, assert_no_backend_crashed, connect, connect_as, create_extension,
+    fresh_database, seed, sqlstate, Rng,
 };
 
 /// A database of its own: the workload's sweeps (with a 1 s retention) act on every barrier in
@@ -372,7 +372,7 @@ fn session(
 fn a_random_workload_matches_the_sequential_model() {
     let base_seed = seed();
     fresh_database(&mut connect(), DATABASE)
-        .batch_execute("CREATE EXTENSION pg_barrier")
+        .batch_execute(&create_extension())
         .unwrap();
     let seconds: u64 = std::env::var("PG_BARRIER_MODEL_SECONDS")
         .ok()

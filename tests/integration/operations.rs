@@ -1,11 +1,13 @@
 //! What an operator does: upgrade from a released version, dump and restore, run for months.
-
-use std::process::Command;
+//! Upgrades end at this binary's edition: for the SQL edition, the update path runs through the
+//! released Rust builds and then switches editions, with barriers in flight.
 
 use postgres::Client;
 use serde_json::json;
 
-use crate::support::{connect, connect_as, decr, fresh_database, server_port};
+use crate::support::{
+    connect, connect_as, create_extension, decr, dump_into, fresh_database, version,
+};
 
 fn server_setting(client: &mut Client, name: &str) -> String {
     client
@@ -113,16 +115,19 @@ fn upgrading_from_0_1_0_keeps_live_barriers_and_matches_a_fresh_install() {
         "#,
     )
     .unwrap();
-    old.batch_execute("ALTER EXTENSION pg_barrier UPDATE")
-        .unwrap();
-    let version: String = old
+    old.batch_execute(&format!(
+        "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
+        version()
+    ))
+    .unwrap();
+    let installed: String = old
         .query_one(
             "SELECT extversion FROM pg_extension WHERE extname = 'pg_barrier'",
             &[],
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(installed, version());
 
     // In-flight barriers finish with every result, before and after the upgrade.
     decr(&mut old, "up-slotted", Some(&json!("s0")), Some(0)).unwrap();
@@ -175,7 +180,7 @@ fn install_released_script(admin: &mut Client, version: &str) {
 /// An upgraded database defines exactly what a fresh install (in database `fresh`) does.
 fn assert_same_catalog(admin: &mut Client, upgraded: &mut Client, fresh: &str) {
     let mut fresh = fresh_database(admin, fresh);
-    fresh.batch_execute("CREATE EXTENSION pg_barrier").unwrap();
+    fresh.batch_execute(&create_extension()).unwrap();
     let (upgraded, installed) = (catalog(upgraded), catalog(&mut fresh));
     assert!(installed.len() > 20, "{installed:?}");
     let only_upgraded: Vec<_> = upgraded.iter().filter(|l| !installed.contains(l)).collect();
@@ -207,9 +212,13 @@ fn upgrading_from_0_2_0_keeps_live_barriers_and_matches_a_fresh_install() {
         INSERT INTO barrier_internal.barrier_spec (id, callback, channel, ttl)
         VALUES ('Zeta', NULL, 'pg_barrier', '1 hour'), ('alpha', NULL, 'pg_barrier', '1 hour');
         INSERT INTO barrier_internal.result VALUES ('Zeta', 1, '"z1"'), ('alpha', 0, '"a0"');
-        ALTER EXTENSION pg_barrier UPDATE;
         "#,
     )
+    .unwrap();
+    old.batch_execute(&format!(
+        "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
+        version()
+    ))
     .unwrap();
     // The first report after the update takes the fast path, the last one the SQL path.
     let pending = decr(&mut old, "Zeta", Some(&json!("z0")), Some(0)).unwrap();
@@ -228,54 +237,36 @@ fn upgrading_from_0_2_0_keeps_live_barriers_and_matches_a_fresh_install() {
 fn a_dump_restored_into_a_new_database_resumes_its_barriers() {
     let mut admin = connect();
     let mut source = fresh_database(&mut admin, "barrier_dump_source");
+    source.batch_execute(&create_extension()).unwrap();
     source
         .batch_execute(
-            "CREATE EXTENSION pg_barrier;
-             SELECT barrier_enqueue('dump-live', 3, '{\"next\": \"publish\"}', channel => 'dumped');
+            "SELECT barrier_enqueue('dump-live', 3, '{\"next\": \"publish\"}', channel => 'dumped');
              SELECT barrier_decr('dump-live', '{\"part\": 0}', 0);
              SELECT barrier_decr('dump-live', '{\"part\": 2}', 2);
              SELECT barrier_enqueue('dump-done', 1);
              SELECT barrier_decr('dump-done', '\"kept\"');",
         )
         .unwrap();
-    fresh_database(&mut admin, "barrier_dump_target");
-    let bindir = server_setting(&mut admin, "BINDIR");
-    let port = server_port().to_string();
-    let user = pgrx_tests::get_pg_user();
-    let archive = std::env::temp_dir().join("pg_barrier_dump_test.dump");
-    let dump = Command::new(format!("{bindir}/pg_dump"))
-        .args(["-h", "localhost", "-p", &port, "-U", &user, "-Fc", "-f"])
-        .arg(&archive)
-        .arg("barrier_dump_source")
-        .output()
-        .unwrap();
-    assert!(
-        dump.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let restore = Command::new(format!("{bindir}/pg_restore"))
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &port,
-            "-U",
-            &user,
-            "--exit-on-error",
-            "-d",
-        ])
-        .arg("barrier_dump_target")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        restore.status.success(),
-        "pg_restore: {}",
-        String::from_utf8_lossy(&restore.stderr)
-    );
+    let mut target = fresh_database(&mut admin, "barrier_dump_target");
+    // A dump names the extension, not its version, and a restore creates the default version
+    // (here, the Rust build's). The SQL edition is installed first, as pg_tle or a managed
+    // service would have it; the restore then finds it and loads the state into its tables.
+    if crate::support::edition() == crate::support::Edition::Sql {
+        target.batch_execute(&create_extension()).unwrap();
+    }
+    drop(target);
+    dump_into("barrier_dump_source", "barrier_dump_target");
 
+    let user = pgrx_tests::get_pg_user();
     let mut target = connect_as(&user, "barrier_dump_target");
+    let restored: String = target
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_barrier'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(restored, version());
     let row = target
         .query_one(
             "SELECT status, remaining, channel FROM barrier_status('dump-live')",

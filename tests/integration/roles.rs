@@ -2,7 +2,9 @@
 
 use postgres::Client;
 
-use crate::support::{connect, connect_as, decr, sqlstate, stored};
+use crate::support::{
+    connect, connect_as, create_extension, database, decr, edition, sqlstate, stored, Edition,
+};
 
 const DATABASE: &str = "barrier_trusted";
 
@@ -25,7 +27,7 @@ fn trusted_install() -> (Client, Client) {
         .unwrap()
         .get(0);
     assert!(!superuser);
-    owner.batch_execute("CREATE EXTENSION pg_barrier").unwrap();
+    owner.batch_execute(&create_extension()).unwrap();
     (owner, connect_as("other_app", DATABASE))
 }
 
@@ -281,7 +283,7 @@ fn shadowing_objects_on_the_search_path_are_never_called() {
              CREATE SCHEMA shadow AUTHORIZATION shadow_role;",
         )
         .unwrap();
-    let mut hostile = connect_as("shadow_role", pgrx_tests::get_pg_dbname());
+    let mut hostile = connect_as("shadow_role", database());
     hostile.batch_execute(SHADOWS).unwrap();
     hostile
         .batch_execute("SET search_path = shadow, pg_catalog, public")
@@ -379,7 +381,7 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
         .batch_execute("CREATE DATABASE barrier_plain_owner OWNER plain_owner")
         .unwrap();
     let mut owner = connect_as("plain_owner", "barrier_plain_owner");
-    owner.batch_execute("CREATE EXTENSION pg_barrier").unwrap();
+    owner.batch_execute(&create_extension()).unwrap();
     let mut superuser = connect_as(&pgrx_tests::get_pg_user(), "barrier_plain_owner");
     // Who owns what the extension created, and whether anything runs as its owner.
     let owned_by_installer: i64 = superuser
@@ -400,20 +402,56 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
         owned_by_installer, 0,
         "the installer owns extension objects"
     );
-    let definers: i64 = superuser
-        .query_one(
-            "SELECT count(*) FROM pg_proc p JOIN pg_depend d
+    // Which functions run with their owner's rights (the bootstrap superuser's), and under
+    // which settings.
+    let functions = superuser
+        .query(
+            "SELECT p.oid::regprocedure::text, p.prosecdef,
+                    coalesce(p.proconfig, '{}') = '{\"search_path=pg_catalog, pg_temp\"}'
+               FROM pg_proc p JOIN pg_depend d
                  ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
                JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier'
-              WHERE p.prosecdef",
+              WHERE p.pronamespace::regnamespace::text <> 'tests' -- the test build's own",
             &[],
         )
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        definers, 0,
-        "a SECURITY DEFINER function would run as its owner"
-    );
+        .unwrap();
+    let definers: Vec<String> = functions
+        .iter()
+        .filter(|row| row.get::<_, bool>(1))
+        .map(|row| row.get(0))
+        .collect();
+    for row in &functions {
+        let name: String = row.get(0);
+        assert!(
+            row.get::<_, bool>(2),
+            "{name} does not pin search_path alone"
+        );
+    }
+    match edition() {
+        Edition::Rust => assert_eq!(
+            definers,
+            Vec::<String>::new(),
+            "a SECURITY DEFINER function would run as its owner"
+        ),
+        // PL/pgSQL cannot switch roles inside a function: the API is SECURITY DEFINER (the
+        // functions above all pin search_path), its helpers are not, and the installer owns
+        // none of them (checked above).
+        Edition::Sql => {
+            let api: Vec<String> = functions
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .filter(|name| {
+                    name.starts_with("barrier_") && !name.starts_with("barrier_internal")
+                })
+                .collect();
+            assert_eq!(api.len(), 10, "{api:?}");
+            let mut definers = definers;
+            definers.sort();
+            let mut api = api;
+            api.sort();
+            assert_eq!(definers, api, "exactly the API runs as the owner");
+        }
+    }
     let public_grants: i64 = superuser
         .query_one(
             "SELECT count(*) FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
@@ -441,14 +479,14 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
              FOR EACH ROW EXECUTE FUNCTION pg_catalog.suppress_redundant_updates_trigger()",
         "ALTER TABLE barrier_internal.result ADD COLUMN planted int",
         "TRUNCATE barrier_internal.result",
-        "SET pg_barrier.retention = 0",
-        "SET pg_barrier.max_result_bytes = '1GB'",
         "ALTER DATABASE barrier_plain_owner SET pg_barrier.retention = 0",
+        "ALTER ROLE plain_owner SET pg_barrier.max_result_bytes = '1GB'",
         "SET ROLE postgres",
     ] {
         let error = owner.batch_execute(statement).expect_err(statement);
         assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
     }
+    assert_superuser_settings_hold(&mut owner);
     // An extension's member cannot be dropped on its own, by anyone (2BP01, before privileges).
     let error = owner
         .batch_execute("DROP FUNCTION barrier_stats()")
@@ -462,6 +500,56 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
         decr(&mut owner, "owned", None, Some(0)).unwrap().status,
         "complete"
     );
+}
+
+/// The settings only a superuser may change: `pg_barrier.retention` (a shorter one deletes other
+/// roles' completions at the next sweep) and `pg_barrier.max_result_bytes` (it guards the
+/// server). The Rust build defines them superuser-only, so a plain role's SET is refused. The
+/// SQL edition cannot define settings: a plain role's SET succeeds, and must change nothing.
+fn assert_superuser_settings_hold(plain: &mut Client) {
+    let statements = [
+        "SET pg_barrier.retention = 0",
+        "SET pg_barrier.max_result_bytes = '1GB'",
+    ];
+    match edition() {
+        Edition::Rust => {
+            for statement in statements {
+                let error = plain.batch_execute(statement).expect_err(statement);
+                assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
+            }
+        }
+        Edition::Sql => {
+            plain
+                .batch_execute(
+                    "SELECT barrier_enqueue('kept-by-retention', 1);
+                     SELECT barrier_decr('kept-by-retention', '1');",
+                )
+                .unwrap();
+            for statement in statements {
+                plain.batch_execute(statement).unwrap();
+            }
+            let (_, deleted): (i64, i64) = plain
+                .query_one("SELECT * FROM barrier_sweep()", &[])
+                .map(|row| (row.get(0), row.get(1)))
+                .unwrap();
+            assert_eq!(deleted, 0, "a plain role's retention deleted a completion");
+            assert_eq!(stored(plain, "kept-by-retention").0, "complete");
+            plain
+                .batch_execute("SELECT barrier_enqueue('limited', 1)")
+                .unwrap();
+            let big = format!("\"{}\"", "x".repeat(2 << 20));
+            let error = plain
+                .query("SELECT barrier_decr('limited', $1::text::jsonb)", &[&big])
+                .expect_err("a plain role's max_result_bytes let 2 MB through");
+            assert_eq!(sqlstate(&error), "54000", "{error}");
+            plain
+                .batch_execute(
+                    "RESET pg_barrier.retention; RESET pg_barrier.max_result_bytes;
+                     SELECT barrier_abort('limited');",
+                )
+                .unwrap();
+        }
+    }
 }
 
 /// The classic way into a trusted extension: a database owner plants look-alikes in the schema
@@ -486,18 +574,18 @@ fn objects_planted_before_install_and_update_never_run() {
     assert_shadows_in_the_way(&mut planter, "public");
     planter.batch_execute("RESET search_path").unwrap();
 
-    planter
-        .batch_execute("CREATE EXTENSION pg_barrier")
-        .unwrap();
+    planter.batch_execute(&create_extension()).unwrap();
     let mut superuser = connect_as(&pgrx_tests::get_pg_user(), "barrier_planted");
     assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
-    // From the first release, through every update script.
+    // From the first release, through every update script (for the SQL edition, on to the
+    // script that switches the Rust build to it).
     planter
-        .batch_execute(
+        .batch_execute(&format!(
             "DROP EXTENSION pg_barrier;
              CREATE EXTENSION pg_barrier VERSION '0.1.0';
-             ALTER EXTENSION pg_barrier UPDATE;",
-        )
+             ALTER EXTENSION pg_barrier UPDATE TO '{}';",
+            crate::support::version()
+        ))
         .unwrap();
     assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
 

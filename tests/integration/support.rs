@@ -1,8 +1,46 @@
-//! Connections to the server that pgrx's test harness starts for this test binary.
+//! Connections to the server that pgrx's test harness starts for this test binary, and the
+//! edition of pg_barrier the binary tests.
 
 use std::sync::{Mutex, OnceLock};
 
 use postgres::{Client, Config, NoTls};
+
+/// The two builds of the same API, each tested by its own binary from these same modules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // each binary names one of them
+pub enum Edition {
+    /// The shared library (tests/integration).
+    Rust,
+    /// PL/pgSQL, no library (tests/integration_sql).
+    Sql,
+}
+
+pub fn edition() -> Edition {
+    crate::EDITION
+}
+
+/// The extension version that installs this binary's edition.
+pub fn version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match edition() {
+        Edition::Rust => version.to_string(),
+        Edition::Sql => format!("{version}-sql"),
+    }
+}
+
+/// The statement that installs this binary's edition in a database.
+pub fn create_extension() -> String {
+    format!("CREATE EXTENSION pg_barrier VERSION '{}'", version())
+}
+
+/// The database the tests use: the harness's own for the Rust build (pgrx installs the
+/// extension there), one of its own for the SQL edition.
+pub fn database() -> &'static str {
+    match edition() {
+        Edition::Rust => pgrx_tests::get_pg_dbname(),
+        Edition::Sql => "barrier_sql",
+    }
+}
 
 /// Starts (once) the harness server with pg_barrier installed; returns its port.
 fn port() -> u16 {
@@ -21,10 +59,47 @@ fn port() -> u16 {
             .query_one("SHOW port", &[])
             .expect("SHOW port")
             .get(0);
+        install_sql_edition_script(&mut client);
+        if edition() == Edition::Sql {
+            client
+                .batch_execute(&format!("CREATE DATABASE {}", database()))
+                .expect("create the SQL edition's database");
+            let user = pgrx_tests::get_pg_user();
+            let mut sql = Config::new()
+                .host("localhost")
+                .port(port.parse().expect("numeric port"))
+                .user(&user)
+                .dbname(database())
+                .connect(NoTls)
+                .expect("connect to the SQL edition's database");
+            sql.batch_execute(&create_extension())
+                .expect("install the SQL edition");
+        }
         // Kept open for the whole run: see `assert_no_backend_crashed`.
         SENTINEL.get_or_init(|| Mutex::new(client));
         port.parse().expect("numeric port")
     })
+}
+
+/// `cargo pgrx install` copies the library, the generated install script and every update
+/// script; the SQL edition's own install script is copied here (the tests run as root), so
+/// that `CREATE EXTENSION ... VERSION '<v>-sql'` runs it rather than the Rust build's script
+/// followed by the switch to the SQL edition.
+fn install_sql_edition_script(client: &mut Client) {
+    let sharedir: String = client
+        .query_one("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'", &[])
+        .expect("SHAREDIR")
+        .get(0);
+    let name = format!("pg_barrier--{}-sql.sql", env!("CARGO_PKG_VERSION"));
+    let installed = format!("{sharedir}/extension/{name}");
+    std::fs::copy(
+        format!("{}/sql/{name}", env!("CARGO_MANIFEST_DIR")),
+        &installed,
+    )
+    .unwrap_or_else(|e| panic!("copy {name} to {installed}: {e}"));
+    let mut permissions = std::fs::metadata(&installed).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    std::fs::set_permissions(&installed, permissions).unwrap();
 }
 
 /// A session opened when the server started. When any server process crashes, PostgreSQL ends
@@ -44,15 +119,22 @@ pub fn assert_no_backend_crashed() {
         .expect("the session opened at server start was ended: a server process crashed");
 }
 
-/// This binary's server preloads pg_barrier so that its background sweeper runs here, every
+/// The Rust build's server preloads pg_barrier so that its background sweeper runs here, every
 /// second, in the test database, and in `postgres`, where the extension is not installed (every
 /// round there fails, and the worker must live on).
+///
+/// The SQL edition's server loads no pg_barrier library, as on a managed service: the
+/// `pg_barrier.*` settings are placeholders there. (The harness's own database still gets the
+/// Rust build, which loads the library in the sessions that use that database only.)
 fn server_settings() -> Vec<&'static str> {
-    vec![
-        "shared_preload_libraries = 'pg_barrier'",
-        "pg_barrier.sweep_databases = 'pgrx_tests, postgres'",
-        "pg_barrier.sweep_interval = '1s'",
-    ]
+    match edition() {
+        Edition::Rust => vec![
+            "shared_preload_libraries = 'pg_barrier'",
+            "pg_barrier.sweep_databases = 'pgrx_tests, postgres'",
+            "pg_barrier.sweep_interval = '1s'",
+        ],
+        Edition::Sql => vec![],
+    }
 }
 
 /// The bin directory of the installation the test server runs from: that of the server's own
@@ -107,7 +189,7 @@ pub fn fresh_database(admin: &mut Client, name: &str) -> Client {
 
 /// A new superuser connection to the test database.
 pub fn connect() -> Client {
-    connect_as(&pgrx_tests::get_pg_user(), pgrx_tests::get_pg_dbname())
+    connect_as(&pgrx_tests::get_pg_user(), database())
 }
 
 /// The SQLSTATE of a failed call.
@@ -210,4 +292,38 @@ pub fn stored(client: &mut Client, id: &str) -> (String, i32, Option<String>) {
         )
         .unwrap_or_else(|e| panic!("barrier {id}: {e}"));
     (row.get(0), row.get(1), row.get(2))
+}
+
+/// pg_dump of `source`, restored into `target`, with the installation's own tools.
+pub fn dump_into(source: &str, target: &str) {
+    let mut admin = connect();
+    let bindir: String = admin
+        .query_one("SELECT setting FROM pg_config WHERE name = 'BINDIR'", &[])
+        .unwrap()
+        .get(0);
+    let port = server_port().to_string();
+    let user = pgrx_tests::get_pg_user();
+    let archive = std::env::temp_dir().join(format!("pg_barrier_{source}.dump"));
+    for (tool, args) in [
+        (
+            "pg_dump",
+            vec!["-Fc", "-f", archive.to_str().unwrap(), source],
+        ),
+        (
+            "pg_restore",
+            vec!["--exit-on-error", "-d", target, archive.to_str().unwrap()],
+        ),
+    ] {
+        let output = std::process::Command::new(format!("{bindir}/{tool}"))
+            .args(["-h", "localhost", "-p", &port, "-U", &user])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_file(&archive).ok();
 }

@@ -1,0 +1,210 @@
+//! The two editions side by side on one server: the same public signatures, and a database
+//! moving from one to the other, in place or through a dump, with barriers in flight.
+
+use postgres::Client;
+use serde_json::json;
+
+use crate::support::{connect, connect_as, decr, dump_into, fresh_database, stored};
+
+const RUST: &str = env!("CARGO_PKG_VERSION");
+
+fn sql() -> String {
+    format!("{RUST}-sql")
+}
+
+/// Every public function as a caller sees it: name, argument names, types and defaults, result
+/// columns, volatility, parallel safety, strictness. Not the language, owner, security or
+/// settings, which differ by design.
+const SIGNATURES: &str = r#"
+SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ') -> '
+       || pg_get_function_result(p.oid) || ' ' || p.prokind::text || ' ' || p.provolatile::text
+       || ' ' || p.proparallel::text || ' strict=' || p.proisstrict || ' set=' || p.proretset
+       || ' acl=' || coalesce(p.proacl::text, 'default')
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier'
+ WHERE p.pronamespace::regnamespace::text NOT IN ('barrier_internal', 'tests')
+ ORDER BY 1
+"#;
+
+fn signatures(client: &mut Client) -> Vec<String> {
+    client
+        .query(SIGNATURES, &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+fn installed(client: &mut Client) -> String {
+    client
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_barrier'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Fails when the two editions' public API differ in any way a caller can see. CI runs it
+/// with every test run, so the SQL edition cannot drift from the Rust build unnoticed.
+#[test]
+fn both_editions_have_the_same_public_signatures() {
+    let mut admin = connect();
+    let mut rust = fresh_database(&mut admin, "barrier_signatures_rust");
+    rust.batch_execute(&format!("CREATE EXTENSION pg_barrier VERSION '{RUST}'"))
+        .unwrap();
+    let mut sql_edition = fresh_database(&mut admin, "barrier_signatures_sql");
+    sql_edition
+        .batch_execute(&format!("CREATE EXTENSION pg_barrier VERSION '{}'", sql()))
+        .unwrap();
+    let (rust, sql_edition) = (signatures(&mut rust), signatures(&mut sql_edition));
+    assert_eq!(rust.len(), 10, "{rust:#?}");
+    let only_rust: Vec<_> = rust.iter().filter(|s| !sql_edition.contains(s)).collect();
+    let only_sql: Vec<_> = sql_edition.iter().filter(|s| !rust.contains(s)).collect();
+    assert!(
+        only_rust.is_empty() && only_sql.is_empty(),
+        "the editions' public signatures differ:\nRust build only: {only_rust:#?}\nSQL edition only: {only_sql:#?}"
+    );
+}
+
+/// `ALTER EXTENSION pg_barrier UPDATE TO` switches editions in one transaction: the tables stay,
+/// the functions change. Barriers started under one edition finish under the other with every
+/// result, also when a report is open in another session while the switch commits.
+#[test]
+fn switching_editions_in_place_keeps_barriers_in_flight() {
+    let mut admin = connect();
+    let mut app = fresh_database(&mut admin, "barrier_switch");
+    app.batch_execute(&format!(
+        "CREATE EXTENSION pg_barrier VERSION '{RUST}';
+         SELECT barrier_enqueue('switch-slotted', 4, '{{\"next\": \"publish\"}}');
+         SELECT barrier_enqueue('switch-plain', 3);
+         SELECT barrier_enqueue('switch-done', 1);
+         SELECT barrier_enqueue('switch-aborted', 2);
+         SELECT barrier_decr('switch-done', '\"d\"');
+         SELECT barrier_abort('switch-aborted', 'before the switch');"
+    ))
+    .unwrap();
+    let language = |client: &mut Client| -> String {
+        client
+            .query_one(
+                "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+                  WHERE p.oid = 'barrier_decr(text, jsonb, integer)'::regprocedure",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(language(&mut app), "c");
+    assert_eq!(
+        decr(&mut app, "switch-slotted", Some(&json!("s0")), Some(0))
+            .unwrap()
+            .status,
+        "pending"
+    );
+    decr(&mut app, "switch-plain", Some(&json!("p0")), None).unwrap();
+
+    // To the SQL edition, while another session holds an uncommitted report.
+    let mut open = connect_as(&pgrx_tests::get_pg_user(), "barrier_switch");
+    let mut report = open.transaction().unwrap();
+    assert_eq!(
+        decr(&mut report, "switch-slotted", Some(&json!("s3")), Some(3))
+            .unwrap()
+            .status,
+        "pending"
+    );
+    app.batch_execute(&format!("ALTER EXTENSION pg_barrier UPDATE TO '{}'", sql()))
+        .unwrap();
+    report.commit().unwrap();
+    assert_eq!(installed(&mut app), sql());
+    assert_eq!(language(&mut app), "plpgsql");
+    // The same session, whose earlier calls went to the library, now reaches PL/pgSQL.
+    let answer = decr(&mut app, "switch-slotted", Some(&json!("s1")), Some(1)).unwrap();
+    assert_eq!(
+        (answer.status.as_str(), answer.remaining),
+        ("pending", Some(1))
+    );
+    assert_eq!(
+        decr(&mut app, "switch-slotted", Some(&json!("s0")), Some(0))
+            .unwrap()
+            .status,
+        "duplicate"
+    );
+    decr(&mut app, "switch-plain", Some(&json!("p1")), None).unwrap();
+    let taken: String = app
+        .query_one("SELECT results::text FROM barrier_take('switch-done')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, r#"["d"]"#);
+    assert_eq!(
+        decr(&mut app, "switch-aborted", None, None).unwrap().status,
+        "aborted"
+    );
+
+    // And back to the Rust build, which completes what the SQL edition carried.
+    app.batch_execute(&format!("ALTER EXTENSION pg_barrier UPDATE TO '{RUST}'"))
+        .unwrap();
+    assert_eq!(installed(&mut app), RUST);
+    assert_eq!(language(&mut app), "c");
+    let done = decr(&mut app, "switch-slotted", Some(&json!("s2")), Some(2)).unwrap();
+    assert_eq!(done.status, "complete");
+    assert_eq!(done.results, Some(json!(["s0", "s1", "s2", "s3"])));
+    let done = decr(&mut app, "switch-plain", Some(&json!("p2")), None).unwrap();
+    assert_eq!(done.results, Some(json!(["p0", "p1", "p2"])));
+    let reason: Option<String> = app
+        .query_one("SELECT reason FROM barrier_status('switch-aborted')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(reason.as_deref(), Some("before the switch"));
+    // The SQL edition's helpers went with it.
+    let helpers: i64 = app
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'barrier_internal'::regnamespace",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(helpers, 0);
+}
+
+/// pg_dump of one edition restored into a database where the other one is installed (as when
+/// moving to or from a managed service): the state loads into the same tables and completes.
+#[test]
+fn dumps_move_between_editions() {
+    let mut admin = connect();
+    for (from, to) in [(RUST.to_string(), sql()), (sql(), RUST.to_string())] {
+        let mut source = fresh_database(&mut admin, "barrier_edition_source");
+        source
+            .batch_execute(&format!(
+                "CREATE EXTENSION pg_barrier VERSION '{from}';
+                 SELECT barrier_enqueue('moved', 3, '{{\"then\": 1}}', channel => 'moved');
+                 SELECT barrier_decr('moved', '\"m0\"', 0);
+                 SELECT barrier_decr('moved', '\"m2\"', 2);
+                 SELECT barrier_enqueue('moved-done', 1);
+                 SELECT barrier_decr('moved-done', '\"kept\"');"
+            ))
+            .unwrap();
+        drop(source);
+        let mut target = fresh_database(&mut admin, "barrier_edition_target");
+        target
+            .batch_execute(&format!("CREATE EXTENSION pg_barrier VERSION '{to}'"))
+            .unwrap();
+        drop(target);
+        dump_into("barrier_edition_source", "barrier_edition_target");
+
+        let mut target = connect_as(&pgrx_tests::get_pg_user(), "barrier_edition_target");
+        assert_eq!(installed(&mut target), to, "{from} -> {to}");
+        assert_eq!(stored(&mut target, "moved").0, "pending", "{from} -> {to}");
+        let done = decr(&mut target, "moved", Some(&json!("m1")), Some(1)).unwrap();
+        assert_eq!(
+            done.results,
+            Some(json!(["m0", "m1", "m2"])),
+            "{from} -> {to}"
+        );
+        let kept: String = target
+            .query_one("SELECT results::text FROM barrier_take('moved-done')", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(kept, r#"["kept"]"#, "{from} -> {to}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The Rust build's background sweeper (the SQL edition has none: its README section schedules
+//! `barrier_sweep()` with pg_cron instead).
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::lifecycle::notifications;
+use crate::support::connect;
+
+#[test]
+fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
+    let mut admin = connect();
+    // The worker starts with the server, before the test database exists, and is restarted
+    // until it can connect: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sweeper = |admin: &mut postgres::Client, database: &str| -> Option<i32> {
+        admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE backend_type = 'pg_barrier sweeper' AND datname = $1",
+                &[&database],
+            )
+            .unwrap()
+            .map(|row| row.get(0))
+    };
+    let pid = loop {
+        let row = sweeper(&mut admin, "pgrx_tests").map(|pid| (pid,));
+        if let Some((pid,)) = row {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pg_barrier sweeper is running"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+
+    let mut listener = connect();
+    listener.batch_execute("LISTEN bgw_notify").unwrap();
+    admin
+        .batch_execute(
+            "SELECT barrier_enqueue('bgw-late', 1, ttl => '1 second', channel => 'bgw_notify')",
+        )
+        .unwrap();
+    // Expired after 1 s; swept by the worker within two 1 s intervals after that.
+    let heard = notifications(&mut listener, Duration::from_millis(3500));
+    assert_eq!(
+        heard,
+        vec![json!({"id": "bgw-late", "status": "expired", "round": 1})]
+    );
+
+    // A reload (SIGHUP) changes the interval: at an hour, nothing is swept for a while ...
+    let stored = |admin: &mut postgres::Client| -> String {
+        admin
+            .query_one(
+                "SELECT status FROM barrier_internal.barrier WHERE id = 'bgw-hup'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    admin
+        .batch_execute("ALTER SYSTEM SET pg_barrier.sweep_interval = '1h'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    admin
+        .batch_execute("SELECT barrier_enqueue('bgw-hup', 1, ttl => '1 second')")
+        .unwrap();
+    thread::sleep(Duration::from_millis(3000));
+    assert_eq!(stored(&mut admin), "pending");
+    // ... and back at a second, the reload wakes the worker, which sweeps.
+    admin
+        .batch_execute("ALTER SYSTEM RESET pg_barrier.sweep_interval")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stored(&mut admin) != "expired" {
+        assert!(Instant::now() < deadline, "not swept after the reload");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // The worker for `postgres`, where every round fails (no extension there), lives on.
+    let failing = sweeper(&mut admin, "postgres").expect("a sweeper for postgres");
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        sweeper(&mut admin, "postgres"),
+        Some(failing),
+        "the failing sweeper restarted"
+    );
+
+    let terminated: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper did not stop on SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
