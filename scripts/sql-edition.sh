@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Builds every script of the SQL edition from its two sources, src/schema.sql (the state tables,
-# shared with the Rust build) and sql-edition/functions.sql (the API in PL/pgSQL):
+# Builds every script of the SQL edition from its sources: src/schema.sql (the state tables,
+# shared with the Rust build), sql-edition/functions.sql (the API in PL/pgSQL) and, for an update
+# that changes the tables, an optional hand-written sql-edition/update--P--S.sql.
 #
-#   sql/pg_barrier--V-sql.sql            CREATE EXTENSION pg_barrier VERSION 'V-sql'
-#   sql/pg_barrier--V--V-sql.sql         ALTER EXTENSION UPDATE: the Rust build to the SQL edition
-#   sql/pg_barrier--V-sql--V.sql         ALTER EXTENSION UPDATE: the SQL edition to the Rust build
-#   sql-edition/pg_barrier-tle.sql       pg_tle registration (RDS, Aurora, Supabase)
-#   sql-edition/pg_barrier-schema.sql    plain schema script, for servers with neither
+# S is the SQL edition's version (default_version in sql-edition/pg_barrier.control), R the Rust
+# build's (Cargo.toml), P the SQL edition's previous release (the highest version below S with an
+# install script in sql/), if any:
 #
-# V is the crate's version. Without arguments, checks that the committed files are what this
-# builds (CI runs it); `--write` writes them.
+#   sql/pg_barrier--S.sql                       CREATE EXTENSION pg_barrier VERSION 'S'
+#   sql/pg_barrier--P--S.sql                    ALTER EXTENSION UPDATE from the previous release
+#   sql/pg_barrier--R--S.sql, --S--R.sql        switching a database between the editions
+#   sql-edition/pg_barrier-tle--S.sql           pg_tle registration (RDS, Aurora, Supabase)
+#   sql-edition/pg_barrier-tle--P--S.sql        pg_tle: the update from P, made the default
+#   sql-edition/pg_barrier-schema--S.sql        plain schema script, for servers with neither
+#   sql-edition/pg_barrier-schema--P--S.sql     plain update script from P
+#
+# Scripts of earlier releases stay as they were released. Without arguments, checks that the
+# committed files are what this builds (CI runs it); `--write` writes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
-sql_version="$version-sql"
+rust_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+sql_version=$(sed -n "s/^default_version = '\(.*\)'$/\1/p" sql-edition/pg_barrier.control)
+previous=$(find sql -name 'pg_barrier--*-sql.sql' ! -name 'pg_barrier--*--*' |
+  sed -E 's|^sql/pg_barrier--(.*)\.sql$|\1|' | grep -vxF "$sql_version" |
+  { cat; echo "$sql_version"; } | sort -V | grep -B1 -xF "$sql_version" | grep -vxF "$sql_version" || true)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -24,63 +34,77 @@ header() {
   echo
 }
 
-# The public functions already belong to the extension when it switches editions: replaced in
-# place, which keeps their grants and anything that depends on them. PostgreSQL refuses
-# CREATE OR REPLACE in an extension script for an object that is not already a member.
+# Public functions that already exist (as members of the extension, or the plain script's own)
+# are replaced in place, which keeps their grants and anything that depends on them. PostgreSQL
+# refuses CREATE OR REPLACE in an extension script for an object that is not already a member.
 replacing() { sed -E 's/^CREATE FUNCTION barrier_([a-z]+)\(/CREATE OR REPLACE FUNCTION barrier_\1(/'; }
 
-# The helpers of the SQL edition, dropped when the Rust build takes over again: each one's input
-# argument types, read from its definition.
-helpers=$(perl -0777 -ne '
-  while (/^CREATE FUNCTION (barrier_internal\.\w+)\((.*?)\)\s*(?:RETURNS|LANGUAGE)/msg) {
-    my ($name, $args) = ($1, $2);
-    my @types = map { s/\s+DEFAULT\s.*//s; s/^\s+|\s+$//g; /^OUT\s/ ? () : (split /\s+/, $_, 2)[1] }
-                split /,/, $args;
-    print "DROP FUNCTION $name(", join(", ", @types), ");\n";
-  }' sql-edition/functions.sql)
+# DROP FUNCTION for each helper (barrier_internal.*) a script defines: its input argument types,
+# read from its definition. Nothing records dependencies on PL/pgSQL bodies, so the helpers can be
+# dropped and made again around the functions that call them.
+drop_helpers() {
+  perl -0777 -ne '
+    while (/^CREATE FUNCTION (barrier_internal\.\w+)\((.*?)\)\s*(?:RETURNS|LANGUAGE)/msg) {
+      my ($name, $args) = ($1, $2);
+      my @types = map { s/\s+DEFAULT\s.*//s; s/^\s+|\s+$//g; /^OUT\s/ ? () : (split /\s+/, $_, 2)[1] }
+                  split /,/, $args;
+      print "DROP FUNCTION $name(", join(", ", @types), ");\n";
+    }' "$1"
+}
 
+# pg_tle's calls, with a script as its dollar-quoted last argument.
+tle_call() {
+  local call=$1 script=$2
+  echo "SELECT $call"
+  echo "\$_pgtle_\$"
+  cat "$script"
+  echo "\$_pgtle_\$"
+  echo ");"
+}
+
+install="$out/pg_barrier--$sql_version.sql"
 {
   header "$sql_version: the SQL edition"
   cat src/schema.sql
   echo
   cat sql-edition/functions.sql
-} >"$out/pg_barrier--$sql_version.sql"
+} >"$install"
 
 {
-  header "$version to $sql_version: from the Rust build to the SQL edition"
+  header "$rust_version to $sql_version: from the Rust build to the SQL edition"
   echo "-- The state tables stay as they are; the functions become PL/pgSQL."
   echo
   replacing <sql-edition/functions.sql
-} >"$out/pg_barrier--$version--$sql_version.sql"
+} >"$out/pg_barrier--$rust_version--$sql_version.sql"
 
 {
-  header "$sql_version to $version: from the SQL edition to the Rust build"
+  header "$sql_version to $rust_version: from the SQL edition to the Rust build"
   echo "-- The state tables stay as they are; the functions become the library's again."
   echo
   # Each function of the Rust build's install script, as pgrx generated it.
-  sed -n '/^-- pg_barrier::/,$p' "sql/pg_barrier--$version.sql" |
+  sed -n '/^-- pg_barrier::/,$p' "sql/pg_barrier--$rust_version.sql" |
     sed -E 's/^CREATE  FUNCTION /CREATE OR REPLACE FUNCTION /'
   echo
   # The helpers go last: nothing refers to them any more.
-  echo "$helpers"
-} >"$out/pg_barrier--$sql_version--$version.sql"
+  drop_helpers sql-edition/functions.sql
+} >"$out/pg_barrier--$sql_version--$rust_version.sql"
 
 {
   header "$sql_version, as a plain schema script"
   cat <<EOF
 -- For a server that offers neither CREATE EXTENSION of files nor pg_tle. Run it once, in one
 -- transaction, with the schema for the API functions first on search_path:
---     psql -v ON_ERROR_STOP=1 --single-transaction -f pg_barrier-schema.sql
+--     psql -v ON_ERROR_STOP=1 --single-transaction -f pg_barrier-schema--$sql_version.sql
 -- The objects are not an extension: pg_dump saves them and their data like any other, and a
--- later version comes as a script of its own. Everything else is the SQL edition as installed
--- by CREATE EXTENSION.
+-- later version comes as an update script of its own. Everything else is the SQL edition as
+-- installed by CREATE EXTENSION.
 
 EOF
   # pg_extension_config_dump only exists for extension scripts.
   grep -v 'pg_extension_config_dump' src/schema.sql
   echo
   cat sql-edition/functions.sql
-} >"$out/pg_barrier-schema.sql"
+} >"$out/pg_barrier-schema--$sql_version.sql"
 
 {
   header "$sql_version, as a pg_tle registration"
@@ -89,29 +113,62 @@ EOF
 -- Supabase). Run it as a member of pgtle_admin, in each database that needs it; then
 -- CREATE EXTENSION pg_barrier installs it like any extension. See the README.
 
-SELECT pgtle.install_extension(
-    'pg_barrier',
-    '$sql_version',
-    'Fan-in barriers: a row-locked decrement, a server-side fire decision and NOTIFY on completion (SQL edition)',
-\$_pgtle_\$
 EOF
-  cat "$out/pg_barrier--$sql_version.sql"
-  echo "\$_pgtle_\$"
-  echo ");"
-} >"$out/pg_barrier-tle.sql"
+  tle_call "pgtle.install_extension('pg_barrier', '$sql_version',
+    'Fan-in barriers: a row-locked decrement, a server-side fire decision and NOTIFY on completion (SQL edition)'," \
+    "$install"
+} >"$out/pg_barrier-tle--$sql_version.sql"
 
-if grep -q '\$_pgtle_\$' "$out/pg_barrier--$sql_version.sql"; then
+targets=(
+  "sql/pg_barrier--$sql_version.sql"
+  "sql/pg_barrier--$rust_version--$sql_version.sql"
+  "sql/pg_barrier--$sql_version--$rust_version.sql"
+  "sql-edition/pg_barrier-schema--$sql_version.sql"
+  "sql-edition/pg_barrier-tle--$sql_version.sql"
+)
+
+if [[ -n "$previous" ]]; then
+  update="$out/pg_barrier--$previous--$sql_version.sql"
+  {
+    header "$previous to $sql_version: an update of the SQL edition"
+    if [[ -f "sql-edition/update--$previous--$sql_version.sql" ]]; then
+      cat "sql-edition/update--$previous--$sql_version.sql"
+      echo
+    fi
+    echo "-- The functions of $sql_version replace those of $previous."
+    drop_helpers "sql/pg_barrier--$previous.sql"
+    echo
+    replacing <sql-edition/functions.sql
+  } >"$update"
+  {
+    header "$previous to $sql_version, as a plain update script"
+    echo "-- For a database where pg_barrier-schema--$previous.sql was run:"
+    echo "--     psql -v ON_ERROR_STOP=1 --single-transaction -f pg_barrier-schema--$previous--$sql_version.sql"
+    echo
+    sed '1,3d' "$update"
+  } >"$out/pg_barrier-schema--$previous--$sql_version.sql"
+  {
+    header "$previous to $sql_version, as a pg_tle registration"
+    cat <<EOF
+-- For a database where pg_barrier-tle--$previous.sql was run: registers the update and makes
+-- $sql_version the default; then ALTER EXTENSION pg_barrier UPDATE in each database.
+
+EOF
+    tle_call "pgtle.install_update_path('pg_barrier', '$previous', '$sql_version'," "$update"
+    echo "SELECT pgtle.set_default_version('pg_barrier', '$sql_version');"
+  } >"$out/pg_barrier-tle--$previous--$sql_version.sql"
+  targets+=(
+    "sql/pg_barrier--$previous--$sql_version.sql"
+    "sql-edition/pg_barrier-schema--$previous--$sql_version.sql"
+    "sql-edition/pg_barrier-tle--$previous--$sql_version.sql"
+  )
+fi
+
+if grep -q '\$_pgtle_\$' "$install" "$out/pg_barrier--$previous--$sql_version.sql" 2>/dev/null; then
   echo "the SQL edition must not contain pg_tle's delimiter \$_pgtle_\$" >&2
   exit 1
 fi
 
-targets=(
-  "sql/pg_barrier--$sql_version.sql"
-  "sql/pg_barrier--$version--$sql_version.sql"
-  "sql/pg_barrier--$sql_version--$version.sql"
-  "sql-edition/pg_barrier-schema.sql"
-  "sql-edition/pg_barrier-tle.sql"
-)
 status=0
 for target in "${targets[@]}"; do
   built="$out/$(basename "$target")"
@@ -124,5 +181,5 @@ for target in "${targets[@]}"; do
     status=1
   fi
 done
-[[ $status -eq 0 && "${1:-}" != "--write" ]] && echo "SQL edition scripts are current"
+[[ $status -eq 0 && "${1:-}" != "--write" ]] && echo "SQL edition $sql_version: scripts are current"
 exit $status

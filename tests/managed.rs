@@ -5,8 +5,8 @@
 //!
 //! - `CREATE EXTENSION pg_barrier` from sql-edition/pg_barrier.control, by a database owner who
 //!   is not a superuser (trusted);
-//! - the pg_tle registration script, sql-edition/pg_barrier-tle.sql;
-//! - the plain schema script, sql-edition/pg_barrier-schema.sql;
+//! - the pg_tle registration script, sql-edition/pg_barrier-tle--<version>.sql;
+//! - the plain schema script, sql-edition/pg_barrier-schema--<version>.sql;
 //!
 //! and the sweep scheduled with pg_cron, as the README says.
 
@@ -27,10 +27,15 @@ use postgres::{Client, Config, NoTls};
 
 use cluster::{run, Cluster};
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
+/// The SQL edition's current version: the default of its control file.
 fn sql_version() -> String {
-    format!("{VERSION}-sql")
+    let control = include_str!("../sql-edition/pg_barrier.control");
+    control
+        .lines()
+        .find_map(|line| line.strip_prefix("default_version = '"))
+        .and_then(|rest| rest.strip_suffix('\''))
+        .expect("default_version in sql-edition/pg_barrier.control")
+        .to_string()
 }
 
 fn repository(path: &str) -> PathBuf {
@@ -384,7 +389,11 @@ fn managed_the_pg_tle_script_registers_the_install_script() {
              $$ INSERT INTO pgtle.registered VALUES ($1, $2, $3, $4, $5) RETURNING true $$;",
         )
         .unwrap();
-    let script = fs::read_to_string(repository("sql-edition/pg_barrier-tle.sql")).unwrap();
+    let script = fs::read_to_string(repository(&format!(
+        "sql-edition/pg_barrier-tle--{}.sql",
+        sql_version()
+    )))
+    .unwrap();
     superuser.batch_execute(&script).unwrap();
     let row = superuser
         .query_one("SELECT name, version, ext FROM pgtle.registered", &[])
@@ -441,7 +450,11 @@ fn managed_the_plain_schema_script_installs_the_api_without_create_extension() {
     superuser
         .batch_execute("CREATE DATABASE plain OWNER plain_owner")
         .unwrap();
-    let script = fs::read_to_string(repository("sql-edition/pg_barrier-schema.sql")).unwrap();
+    let script = fs::read_to_string(repository(&format!(
+        "sql-edition/pg_barrier-schema--{}.sql",
+        sql_version()
+    )))
+    .unwrap();
     let mut owner = connect_as(&cluster, "plain_owner", "plain");
     owner
         .batch_execute(&format!("BEGIN;\n{script}\nCOMMIT;"))

@@ -9,7 +9,7 @@ use crate::support::{connect, connect_as, decr, dump_into, fresh_database, store
 const RUST: &str = env!("CARGO_PKG_VERSION");
 
 fn sql() -> String {
-    format!("{RUST}-sql")
+    crate::support::sql_edition_version()
 }
 
 /// Every public function as a caller sees it: name, argument names, types and defaults, result

@@ -21,11 +21,21 @@ pub fn edition() -> Edition {
 
 /// The extension version that installs this binary's edition.
 pub fn version() -> String {
-    let version = env!("CARGO_PKG_VERSION");
     match edition() {
-        Edition::Rust => version.to_string(),
-        Edition::Sql => format!("{version}-sql"),
+        Edition::Rust => env!("CARGO_PKG_VERSION").to_string(),
+        Edition::Sql => sql_edition_version(),
     }
+}
+
+/// The SQL edition's current version: the default of its control file.
+pub fn sql_edition_version() -> String {
+    let control = include_str!("../../sql-edition/pg_barrier.control");
+    control
+        .lines()
+        .find_map(|line| line.strip_prefix("default_version = '"))
+        .and_then(|rest| rest.strip_suffix('\''))
+        .expect("default_version in sql-edition/pg_barrier.control")
+        .to_string()
 }
 
 /// The statement that installs this binary's edition in a database.
@@ -90,7 +100,7 @@ fn install_sql_edition_script(client: &mut Client) {
         .query_one("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'", &[])
         .expect("SHAREDIR")
         .get(0);
-    let name = format!("pg_barrier--{}-sql.sql", env!("CARGO_PKG_VERSION"));
+    let name = format!("pg_barrier--{}.sql", sql_edition_version());
     let installed = format!("{sharedir}/extension/{name}");
     std::fs::copy(
         format!("{}/sql/{name}", env!("CARGO_MANIFEST_DIR")),

@@ -3,10 +3,10 @@
 
 -- For a server that offers neither CREATE EXTENSION of files nor pg_tle. Run it once, in one
 -- transaction, with the schema for the API functions first on search_path:
---     psql -v ON_ERROR_STOP=1 --single-transaction -f pg_barrier-schema.sql
+--     psql -v ON_ERROR_STOP=1 --single-transaction -f pg_barrier-schema--0.3.0-sql.sql
 -- The objects are not an extension: pg_dump saves them and their data like any other, and a
--- later version comes as a script of its own. Everything else is the SQL edition as installed
--- by CREATE EXTENSION.
+-- later version comes as an update script of its own. Everything else is the SQL edition as
+-- installed by CREATE EXTENSION.
 
 -- pg_barrier state. Everything is keyed by barrier id: no global sequence, no global counter.
 --
