@@ -15,8 +15,16 @@
 -- dynamic SQL and every value passed as a parameter. Barriers belong to the calling role:
 -- the role set with SET ROLE, else the session's user (see barrier_internal.caller).
 --
+-- The helpers in barrier_internal run only inside those calls, under the search_path they pin:
+-- they carry no SET clause of their own (one costs a search_path switch per call), nobody but
+-- the owner may use the schema, and EXECUTE on them is revoked from PUBLIC (at the end).
+--
 -- Every function here is created with CREATE FUNCTION, never CREATE OR REPLACE: an object
 -- someone created beforehand under one of these names makes the install fail.
+--
+-- Speed: a report runs three statements (the row lock, the result insert, the counter update).
+-- Around them, everything a report does on its common path is inline or an inlinable SQL
+-- function; PL/pgSQL helpers are called only to raise errors or read settings.
 
 -- The role the call acts for. Inside a SECURITY DEFINER function current_user is the owner; the
 -- caller is the role the session set with SET ROLE, or its user. (A call made from inside
@@ -24,7 +32,6 @@
 -- function's owner as in the Rust build.)
 CREATE FUNCTION barrier_internal.caller() RETURNS oid
 LANGUAGE sql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(
                CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
@@ -36,7 +43,6 @@ $$;
 CREATE FUNCTION barrier_internal.raise(code text, message text, detail text DEFAULT NULL,
                                        hint text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql
-SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF detail IS NULL AND hint IS NULL THEN
@@ -54,7 +60,6 @@ $$;
 -- Ids are caller-supplied and may be long: messages quote at most the first 64 characters.
 CREATE FUNCTION barrier_internal.shown(id text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.char_length(id) OPERATOR(pg_catalog.>) 64
                 THEN pg_catalog.left(id, 64) OPERATOR(pg_catalog.||) '...' ELSE id END
@@ -63,7 +68,6 @@ $$;
 -- A barrier id: not NULL, not empty, at most 512 bytes.
 CREATE FUNCTION barrier_internal.check_id(fn text, id text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF id IS NULL THEN
@@ -81,7 +85,6 @@ $$;
 CREATE FUNCTION barrier_internal.check_positive(fn text, argument text, value integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF value IS NULL THEN
@@ -98,7 +101,6 @@ $$;
 -- transaction on a hot standby), with the Rust build's message.
 CREATE FUNCTION barrier_internal.check_writable(fn text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN
@@ -112,7 +114,6 @@ $$;
 CREATE FUNCTION barrier_internal.check_owner(fn text, caller oid, owner oid, id text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
 AS $$
 BEGIN
     IF caller IS DISTINCT FROM owner AND NOT pg_has_role(caller, owner, 'USAGE') THEN
@@ -140,7 +141,6 @@ CREATE FUNCTION barrier_internal.setting(fn text, name text, fallback bigint, mi
                                          maximum bigint, unit text, trusted boolean)
 RETURNS bigint
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     raw text;
@@ -153,12 +153,12 @@ BEGIN
         -- The precedence PostgreSQL applies at login: database and role, role, database, all.
         SELECT substr(c.item, length(name) + 2)
           INTO raw
-          FROM pg_db_role_setting s
-          CROSS JOIN LATERAL unnest(s.setconfig) AS c(item)
-         WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d
+          FROM pg_db_role_setting AS s
+         CROSS JOIN LATERAL unnest(s.setconfig) AS c(item)
+         WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database AS d
                                       WHERE d.datname = current_database()))
-           AND s.setrole IN (0, (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user))
-           AND split_part(c.item, '=', 1) = name
+           AND s.setrole IN (0, to_regrole(quote_ident(session_user))::oid)
+           AND starts_with(c.item, name || '=')
          ORDER BY s.setrole = 0, s.setdatabase = 0
          LIMIT 1;
     ELSE
@@ -167,23 +167,27 @@ BEGIN
     IF raw IS NULL OR raw = '' THEN
         RETURN fallback;
     END IF;
-    parts := regexp_match(raw, '^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$');
-    factor := CASE
-        WHEN parts IS NULL THEN NULL
-        WHEN unit = 's' THEN CASE parts[2] WHEN '' THEN 1 WHEN 's' THEN 1 WHEN 'ms' THEN 0.001
-                                           WHEN 'us' THEN 0.000001 WHEN 'min' THEN 60
-                                           WHEN 'h' THEN 3600 WHEN 'd' THEN 86400 END
-        ELSE CASE parts[2] WHEN '' THEN 1 WHEN 'B' THEN 1 WHEN 'kB' THEN 1024
-                           WHEN 'MB' THEN 1048576 WHEN 'GB' THEN 1073741824
-                           WHEN 'TB' THEN 1099511627776 END
-    END;
-    IF factor IS NULL THEN
-        PERFORM barrier_internal.raise('22023',
-            fn || ': invalid argument "' || name || '": "' || raw || '" is not a valid value',
-            NULL, 'Give a whole number of ' || CASE unit WHEN 's' THEN 'seconds' ELSE 'bytes' END
-                  || ', optionally with a unit.');
+    IF raw ~ '^[0-9]{1,18}$' THEN
+        value := raw::bigint;
+    ELSE
+        parts := regexp_match(raw, '^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$');
+        factor := CASE
+            WHEN parts IS NULL THEN NULL
+            WHEN unit = 's' THEN CASE parts[2] WHEN '' THEN 1 WHEN 's' THEN 1 WHEN 'ms' THEN 0.001
+                                               WHEN 'us' THEN 0.000001 WHEN 'min' THEN 60
+                                               WHEN 'h' THEN 3600 WHEN 'd' THEN 86400 END
+            ELSE CASE parts[2] WHEN '' THEN 1 WHEN 'B' THEN 1 WHEN 'kB' THEN 1024
+                               WHEN 'MB' THEN 1048576 WHEN 'GB' THEN 1073741824
+                               WHEN 'TB' THEN 1099511627776 END
+        END;
+        IF factor IS NULL THEN
+            PERFORM barrier_internal.raise('22023',
+                fn || ': invalid argument "' || name || '": "' || raw || '" is not a valid value',
+                NULL, 'Give a whole number of ' || CASE unit WHEN 's' THEN 'seconds' ELSE 'bytes' END
+                      || ', optionally with a unit.');
+        END IF;
+        value := round(parts[1]::numeric * factor);
     END IF;
-    value := round(parts[1]::numeric * factor);
     IF value < minimum OR value > maximum THEN
         PERFORM barrier_internal.raise('22023',
             fn || ': invalid argument "' || name || '": ' || value || ' is outside the valid range '
@@ -197,8 +201,7 @@ $$;
 -- plain varlena with a 4-byte header): an argument can arrive compressed, stored out of line or
 -- with a short header, which pg_column_size would count as stored.
 CREATE FUNCTION barrier_internal.jsonb_bytes(value jsonb) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT pg_catalog.pg_column_size(value::text::jsonb)::bigint
 $$;
@@ -206,7 +209,6 @@ $$;
 -- A result or callback within pg_barrier.max_result_bytes.
 CREATE FUNCTION barrier_internal.check_size(fn text, argument text, value jsonb) RETURNS bigint
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     limit_bytes bigint;
@@ -234,7 +236,6 @@ $$;
 CREATE FUNCTION barrier_internal.check_interval(fn text, argument text, value interval)
 RETURNS interval
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
 DECLARE
     months numeric := extract(year FROM value) * 12 + extract(month FROM value);
@@ -265,7 +266,6 @@ $$;
 CREATE FUNCTION barrier_internal.notify(channel text, id text, status text, round bigint)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.pg_notify(channel, pg_catalog.json_build_object(
                'id', id, 'status', status, 'round', round)::text)
@@ -276,7 +276,6 @@ $$;
 CREATE FUNCTION barrier_internal.end_round(id text, round bigint, status text, reason text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -296,22 +295,24 @@ $$;
 -- Every result of the round in slot (or arrival) order, with the callback and channel.
 CREATE FUNCTION barrier_internal.completion(id text, OUT channel text, OUT callback jsonb,
                                             OUT results jsonb)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
+#variable_conflict use_variable
+BEGIN
     SELECT s.channel, s.callback,
-           COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot)
-                       FROM barrier_internal.result r
-                      WHERE r.barrier_id OPERATOR(pg_catalog.=) $1), '[]'::jsonb)
-      FROM barrier_internal.barrier_spec s
-     WHERE s.id OPERATOR(pg_catalog.=) $1
+           COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
+                       FROM barrier_internal.result AS r
+                      WHERE r.barrier_id = completion.id), '[]'::jsonb)
+      INTO channel, callback, results
+      FROM barrier_internal.barrier_spec AS s
+     WHERE s.id = completion.id;
+END
 $$;
 
 -- Hands a locked, complete, untaken barrier to its consumer, freeing its results.
 CREATE FUNCTION barrier_internal.take(id text, OUT finished_at timestamptz, OUT results jsonb,
                                       OUT callback jsonb)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -336,7 +337,6 @@ CREATE FUNCTION barrier_internal.new_round(id text, expected integer, callback j
                                            channel text, ttl interval, stall_timeout interval)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -361,14 +361,16 @@ $$;
 
 CREATE FUNCTION barrier_internal.write_spec(id text, callback jsonb, channel text, ttl interval,
                                             stall_timeout interval) RETURNS void
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
-SET search_path TO pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
+#variable_conflict use_variable
+BEGIN
     INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl, stall_timeout)
-    VALUES ($1, $2, $3, $4, $5)
+    VALUES (id, callback, channel, ttl, stall_timeout)
     ON CONFLICT ON CONSTRAINT barrier_spec_pkey DO UPDATE
        SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl,
-           stall_timeout = excluded.stall_timeout, reason = NULL
+           stall_timeout = excluded.stall_timeout, reason = NULL;
+END
 $$;
 
 -- Registers barrier `id`, which completes after `expected` task reports. See the README.
@@ -542,22 +544,26 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     fn constant text := 'barrier_decr';
-    size bigint;
+    size bigint := 0;
     caller oid;
     locked record;
     position integer;
     weight bigint;
-    left_over integer;
     done record;
 BEGIN
-    PERFORM barrier_internal.check_id(fn, id);
+    IF id IS NULL OR id = '' OR octet_length(id) > 512 THEN
+        PERFORM barrier_internal.check_id(fn, id);
+    END IF;
     IF slot < 0 THEN
         PERFORM barrier_internal.raise('22023',
             fn || ': invalid argument "slot": must be >= 0, got ' || slot);
     END IF;
-    size := barrier_internal.check_size(fn, 'result', result);
-    PERFORM barrier_internal.check_writable(fn);
-    caller := barrier_internal.caller();
+    IF result IS NOT NULL THEN
+        size := barrier_internal.check_size(fn, 'result', result);
+    END IF;
+    IF current_setting('transaction_read_only') = 'on' THEN
+        PERFORM barrier_internal.check_writable(fn);
+    END IF;
 
     SELECT b.owner::oid AS owner, b.status, b.expected, b.remaining, b.slotted, b.round,
            b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
@@ -567,10 +573,14 @@ BEGIN
      WHERE b.id = id
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'unknown'::text, NULL::integer, NULL::jsonb, NULL::jsonb;
+        status := 'unknown';
+        RETURN NEXT;
         RETURN;
     END IF;
-    PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
+    caller := barrier_internal.caller();
+    IF caller <> locked.owner AND NOT pg_has_role(caller, locked.owner, 'USAGE') THEN
+        PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
+    END IF;
 
     -- A barrier is slotted or not from its first report on, and slots run from 0 to
     -- expected - 1; a report that breaks either is a bad argument whatever the state.
@@ -588,23 +598,27 @@ BEGIN
             || (locked.expected - 1));
     END IF;
 
-    IF locked.status = 'complete' THEN
-        -- A retried task whose slot was counted learns just that, before or after the fire.
-        IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.result AS r
-                                         WHERE r.barrier_id = id AND r.slot = slot) THEN
-            RETURN QUERY SELECT 'duplicate'::text, 0, NULL::jsonb, NULL::jsonb;
+    IF locked.status <> 'pending' OR locked.past_expiry THEN
+        IF locked.status = 'complete' THEN
+            -- A retried task whose slot was counted learns just that, before or after the fire.
+            IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.result AS r
+                                             WHERE r.barrier_id = id AND r.slot = slot) THEN
+                status := 'duplicate';
+            ELSE
+                status := 'already_complete';
+            END IF;
+            remaining := 0;
+        ELSIF locked.status = 'aborted' THEN
+            status := 'aborted';
+            remaining := locked.remaining;
         ELSE
-            RETURN QUERY SELECT 'already_complete'::text, 0, NULL::jsonb, NULL::jsonb;
+            IF locked.status = 'pending' THEN
+                PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
+            END IF;
+            status := 'expired';
+            remaining := locked.remaining;
         END IF;
-        RETURN;
-    ELSIF locked.status = 'aborted' THEN
-        RETURN QUERY SELECT 'aborted'::text, locked.remaining, NULL::jsonb, NULL::jsonb;
-        RETURN;
-    ELSIF locked.status = 'expired' OR locked.past_expiry THEN
-        IF locked.status = 'pending' THEN
-            PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
-        END IF;
-        RETURN QUERY SELECT 'expired'::text, locked.remaining, NULL::jsonb, NULL::jsonb;
+        RETURN NEXT;
         RETURN;
     END IF;
     IF locked.remaining <= 0 THEN
@@ -622,7 +636,9 @@ BEGIN
             PERFORM barrier_internal.raise('XX000',
                 fn || ': arrival position ' || position || ' was already taken');
         END IF;
-        RETURN QUERY SELECT 'duplicate'::text, locked.remaining, NULL::jsonb, NULL::jsonb;
+        status := 'duplicate';
+        remaining := locked.remaining;
+        RETURN NEXT;
         RETURN;
     END IF;
     -- Refused (and the insert above undone with the error) if the completion could no longer
@@ -635,20 +651,24 @@ BEGIN
             'A completion hands out every result as one jsonb array, which has a size limit.',
             'Report smaller results, such as references to where the data is.');
     END IF;
-    left_over := locked.remaining - 1;
+    remaining := locked.remaining - 1;
     UPDATE barrier_internal.barrier AS b
-       SET remaining = left_over, slotted = slot IS NOT NULL, result_bytes = weight,
+       SET remaining = remaining, slotted = slot IS NOT NULL, result_bytes = weight,
            progress_at = statement_timestamp(),
-           status = CASE WHEN left_over = 0 THEN 'complete' ELSE b.status END,
-           finished_at = CASE WHEN left_over = 0 THEN statement_timestamp() END
+           status = CASE WHEN remaining = 0 THEN 'complete' ELSE b.status END,
+           finished_at = CASE WHEN remaining = 0 THEN statement_timestamp() END
      WHERE b.id = id;
-    IF left_over > 0 THEN
-        RETURN QUERY SELECT 'pending'::text, left_over, NULL::jsonb, NULL::jsonb;
+    IF remaining > 0 THEN
+        status := 'pending';
+        RETURN NEXT;
         RETURN;
     END IF;
     done := barrier_internal.completion(id);
     PERFORM barrier_internal.notify(done.channel, id, 'complete', locked.round);
-    RETURN QUERY SELECT 'complete'::text, 0, done.results, done.callback;
+    status := 'complete';
+    results := done.results;
+    callback := done.callback;
+    RETURN NEXT;
 END
 $$;
 
@@ -701,7 +721,6 @@ RETURNS TABLE (o_id text, o_status text, o_expected integer, o_remaining integer
                o_created_at timestamptz, o_expires_at timestamptz, o_finished_at timestamptz,
                o_channel text, o_callback jsonb, o_reason text, o_round bigint)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -981,3 +1000,6 @@ BEGIN
      WHERE pg_has_role(caller, b.owner::oid, 'USAGE');
 END
 $$;
+
+-- The helpers are for the functions above only.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA barrier_internal FROM PUBLIC;

@@ -104,24 +104,12 @@ fn installation() -> &'static Installation {
         mirror(&share.join("extension"), &extension, |name| {
             name.starts_with("pg_barrier")
         });
-        fs::copy(
-            repository("sql-edition/pg_barrier.control"),
-            extension.join("pg_barrier.control"),
-        )
-        .unwrap();
-        // The SQL edition's scripts: its install scripts and the updates between its versions,
-        // not the switches to and from the Rust build.
-        for entry in fs::read_dir(repository("sql")).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let versions: Vec<&str> = name
-                .trim_start_matches("pg_barrier--")
-                .trim_end_matches(".sql")
-                .split("--")
-                .collect();
-            if versions.iter().all(|v| v.ends_with("-sql")) {
-                fs::copy(entry.path(), extension.join(&name)).unwrap();
-            }
-        }
+        // The SQL edition's files, as the README installs them.
+        run({
+            let mut install = Command::new(repository("scripts/install-sql-edition.sh"));
+            install.arg(&extension);
+            install
+        });
         run({
             let mut readable = Command::new("chmod");
             readable.args(["-R", "a+rX"]).arg(&root);
@@ -386,7 +374,16 @@ fn managed_the_pg_tle_script_registers_the_install_script() {
              CREATE FUNCTION pgtle.install_extension(name text, version text, description text,
                                                      ext text, requires text[] DEFAULT NULL)
              RETURNS boolean LANGUAGE sql AS
-             $$ INSERT INTO pgtle.registered VALUES ($1, $2, $3, $4, $5) RETURNING true $$;",
+             $$ INSERT INTO pgtle.registered VALUES ($1, $2, $3, $4, $5) RETURNING true $$;
+             CREATE TABLE pgtle.paths (name text, fromvers text, tovers text, ext text);
+             CREATE FUNCTION pgtle.install_update_path(name text, fromvers text, tovers text,
+                                                       ext text)
+             RETURNS boolean LANGUAGE sql AS
+             $$ INSERT INTO pgtle.paths VALUES ($1, $2, $3, $4) RETURNING true $$;
+             CREATE TABLE pgtle.defaults (name text, version text);
+             CREATE FUNCTION pgtle.set_default_version(name text, version text)
+             RETURNS boolean LANGUAGE sql AS
+             $$ INSERT INTO pgtle.defaults VALUES ($1, $2) RETURNING true $$;",
         )
         .unwrap();
     let script = fs::read_to_string(repository(&format!(
@@ -435,6 +432,165 @@ fn managed_the_pg_tle_script_registers_the_install_script() {
         .unwrap();
     let mut admin = cluster.connect("tle");
     assert_api_works_and_isolates(&cluster, "tle", &mut admin);
+
+    // A database that registered the first release takes the update: its registration script
+    // adds exactly the extension's update script and makes the new version the default.
+    superuser
+        .batch_execute("TRUNCATE pgtle.registered")
+        .unwrap();
+    for script in [
+        format!("sql-edition/pg_barrier-tle--{FIRST}.sql"),
+        format!("sql-edition/pg_barrier-tle--{FIRST}--{}.sql", sql_version()),
+    ] {
+        superuser
+            .batch_execute(&fs::read_to_string(repository(&script)).unwrap())
+            .unwrap();
+    }
+    let first = one_text(&mut superuser, "SELECT ext FROM pgtle.registered");
+    let update = superuser
+        .query_one("SELECT fromvers, tovers, ext FROM pgtle.paths", &[])
+        .unwrap();
+    assert_eq!(
+        (update.get::<_, String>(0), update.get::<_, String>(1)),
+        (FIRST.to_string(), sql_version())
+    );
+    let path: String = update.get(2);
+    let expected = fs::read_to_string(repository(&format!(
+        "sql/pg_barrier--{FIRST}--{}.sql",
+        sql_version()
+    )))
+    .unwrap();
+    assert_eq!(path.trim(), expected.trim());
+    assert_eq!(
+        one_text(&mut superuser, "SELECT version FROM pgtle.defaults"),
+        sql_version()
+    );
+    fs::write(
+        extension.join(format!("pg_barrier_tle--{FIRST}.sql")),
+        &first,
+    )
+    .unwrap();
+    fs::write(
+        extension.join(format!("pg_barrier_tle--{FIRST}--{}.sql", sql_version())),
+        &path,
+    )
+    .unwrap();
+    superuser
+        .batch_execute("CREATE DATABASE tle_update OWNER tle_owner")
+        .unwrap();
+    let mut owner = connect_as(&cluster, "tle_owner", "tle_update");
+    owner
+        .batch_execute(&format!(
+            "CREATE EXTENSION pg_barrier_tle VERSION '{FIRST}';
+             SELECT barrier_enqueue('across', 2);
+             SELECT barrier_decr('across', '\"before\"', 0);
+             ALTER EXTENSION pg_barrier_tle UPDATE;"
+        ))
+        .unwrap();
+    assert_completes_after_update(&mut owner, "pg_barrier_tle");
+    cluster.assert_log_clean();
+}
+
+/// The SQL edition's first release.
+const FIRST: &str = "0.3.0-sql";
+
+/// Barrier `across` (2 slots, slot 0 reported before the update) completes after it, at the
+/// current version of `extension`.
+fn assert_completes_after_update(client: &mut Client, extension: &str) {
+    let installed: String = client
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = $1",
+            &[&extension],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(installed, sql_version());
+    assert_across_completes(client);
+}
+
+fn assert_across_completes(client: &mut Client) {
+    let row = client
+        .query_one(
+            "SELECT status, results::text FROM barrier_decr('across', '\"after\"', 1)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1)),
+        ("complete".into(), Some(r#"["before", "after"]"#.into()))
+    );
+}
+
+/// Each way of installing updates from the first release with a barrier in flight: the
+/// extension with ALTER EXTENSION UPDATE (by the database owner who installed it), the plain
+/// script with its update script. (pg_tle's update: the test above.)
+#[test]
+fn managed_updates_from_the_first_release() {
+    let cluster = start("managed-update", &[]);
+    let mut superuser = cluster.connect("postgres");
+    superuser
+        .batch_execute("CREATE ROLE app_owner LOGIN")
+        .unwrap();
+    for database in ["updated", "updated_plain", "fresh_plain"] {
+        superuser
+            .batch_execute(&format!("CREATE DATABASE {database} OWNER app_owner"))
+            .unwrap();
+    }
+    let mut owner = connect_as(&cluster, "app_owner", "updated");
+    owner
+        .batch_execute(&format!(
+            "CREATE EXTENSION pg_barrier VERSION '{FIRST}';
+             SELECT barrier_enqueue('across', 2);
+             SELECT barrier_decr('across', '\"before\"', 0);
+             ALTER EXTENSION pg_barrier UPDATE;"
+        ))
+        .unwrap();
+    assert_completes_after_update(&mut owner, "pg_barrier");
+
+    let script = |name: String| fs::read_to_string(repository(&name)).unwrap();
+    let mut plain = connect_as(&cluster, "app_owner", "updated_plain");
+    plain
+        .batch_execute(&format!(
+            "BEGIN;\n{}\nCOMMIT;",
+            script(format!("sql-edition/pg_barrier-schema--{FIRST}.sql"))
+        ))
+        .unwrap();
+    plain
+        .batch_execute(
+            "SELECT barrier_enqueue('across', 2);
+             SELECT barrier_decr('across', '\"before\"', 0);",
+        )
+        .unwrap();
+    plain
+        .batch_execute(&format!(
+            "BEGIN;\n{}\nCOMMIT;",
+            script(format!(
+                "sql-edition/pg_barrier-schema--{FIRST}--{}.sql",
+                sql_version()
+            ))
+        ))
+        .unwrap();
+    assert_across_completes(&mut plain);
+    // The updated functions are those of a fresh plain install.
+    let mut fresh = connect_as(&cluster, "app_owner", "fresh_plain");
+    fresh
+        .batch_execute(&format!(
+            "BEGIN;\n{}\nCOMMIT;",
+            script(format!(
+                "sql-edition/pg_barrier-schema--{}.sql",
+                sql_version()
+            ))
+        ))
+        .unwrap();
+    let definitions = "SELECT string_agg(pg_get_functiondef(p.oid) || coalesce(p.proacl::text, ''),
+                                         E'\n' ORDER BY p.oid::regprocedure::text)
+                         FROM pg_proc p
+                        WHERE p.pronamespace IN ('public'::regnamespace,
+                                                 'barrier_internal'::regnamespace)";
+    assert_eq!(
+        one_text(&mut plain, definitions),
+        one_text(&mut fresh, definitions)
+    );
     cluster.assert_log_clean();
 }
 

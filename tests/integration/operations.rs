@@ -233,6 +233,51 @@ fn upgrading_from_0_2_0_keeps_live_barriers_and_matches_a_fresh_install() {
     assert_same_catalog(&mut admin, &mut old, "barrier_fresh_020");
 }
 
+/// The SQL edition's first release, 0.3.0-sql, with barriers in flight, updated to this
+/// binary's edition: for the SQL edition, its update script; for the Rust build, the switch
+/// that release shipped.
+#[test]
+fn upgrading_from_the_first_sql_edition_keeps_live_barriers_and_matches_a_fresh_install() {
+    let mut admin = connect();
+    install_released_script(&mut admin, "0.3.0-sql");
+    let mut old = fresh_database(&mut admin, "barrier_upgrade_030_sql");
+    old.batch_execute(
+        "CREATE EXTENSION pg_barrier VERSION '0.3.0-sql';
+         SELECT barrier_enqueue('sql-slotted', 3, '{\"next\": 3}');
+         SELECT barrier_decr('sql-slotted', '\"s1\"', 1);
+         SELECT barrier_enqueue('sql-plain', 2);
+         SELECT barrier_decr('sql-plain', '\"p0\"');
+         SELECT barrier_enqueue('sql-done', 1);
+         SELECT barrier_decr('sql-done', '\"d0\"');
+         SELECT barrier_enqueue('sql-aborted', 2);
+         SELECT barrier_abort('sql-aborted', 'before the update');",
+    )
+    .unwrap();
+    old.batch_execute(&format!(
+        "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
+        version()
+    ))
+    .unwrap();
+    decr(&mut old, "sql-slotted", Some(&json!("s0")), Some(0)).unwrap();
+    let done = decr(&mut old, "sql-slotted", Some(&json!("s2")), Some(2)).unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.results),
+        ("complete", Some(json!(["s0", "s1", "s2"])))
+    );
+    let done = decr(&mut old, "sql-plain", Some(&json!("p1")), None).unwrap();
+    assert_eq!(done.results, Some(json!(["p0", "p1"])));
+    let taken: String = old
+        .query_one("SELECT results::text FROM barrier_take('sql-done')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, r#"["d0"]"#);
+    assert_eq!(
+        decr(&mut old, "sql-aborted", None, None).unwrap().status,
+        "aborted"
+    );
+    assert_same_catalog(&mut admin, &mut old, "barrier_fresh_030_sql");
+}
+
 #[test]
 fn a_dump_restored_into_a_new_database_resumes_its_barriers() {
     let mut admin = connect();

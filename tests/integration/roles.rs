@@ -407,7 +407,9 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
     let functions = superuser
         .query(
             "SELECT p.oid::regprocedure::text, p.prosecdef,
-                    coalesce(p.proconfig, '{}') = '{\"search_path=pg_catalog, pg_temp\"}'
+                    coalesce(p.proconfig, '{}') = '{\"search_path=pg_catalog, pg_temp\"}',
+                    p.pronamespace = 'barrier_internal'::regnamespace,
+                    p.proconfig IS NULL AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
                FROM pg_proc p JOIN pg_depend d
                  ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
                JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier'
@@ -422,10 +424,19 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
         .collect();
     for row in &functions {
         let name: String = row.get(0);
-        assert!(
-            row.get::<_, bool>(2),
-            "{name} does not pin search_path alone"
-        );
+        if row.get::<_, bool>(3) {
+            // The SQL edition's helpers run only inside the API's calls, under the path those
+            // pin; nobody else may run them.
+            assert!(
+                row.get::<_, bool>(4),
+                "{name}: a SET clause, or PUBLIC may run it"
+            );
+        } else {
+            assert!(
+                row.get::<_, bool>(2),
+                "{name} does not pin search_path alone"
+            );
+        }
     }
     match edition() {
         Edition::Rust => assert_eq!(

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the SQL edition's control file and scripts into an extension directory: the one of the
+# `pg_config` on the PATH, or DIR. Only the SQL edition's own scripts (its install scripts and the
+# updates between its releases) are copied, not those that switch from and to the Rust build.
+# Then, in a database: CREATE EXTENSION pg_barrier;
+#
+#   scripts/install-sql-edition.sh [DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=${1:-"$(pg_config --sharedir)/extension"}
+install -m 644 sql-edition/pg_barrier.control "$dir/"
+for script in sql/pg_barrier--*.sql; do
+  versions=${script#sql/pg_barrier--}
+  versions=${versions%.sql}
+  # Every version the script names must be one of the SQL edition's.
+  ours=true
+  for version in ${versions//--/ }; do
+    [[ $version == *-sql ]] || ours=false
+  done
+  if $ours; then
+    install -m 644 "$script" "$dir/"
+  fi
+done
+echo "installed the SQL edition $(sed -n "s/^default_version = '\(.*\)'$/\1/p" sql-edition/pg_barrier.control) into $dir"
