@@ -78,6 +78,9 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "- $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) memory, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)."
   echo "- $(psql --version | head -1 | sed 's/psql (PostgreSQL)/PostgreSQL/') server on a scratch data directory, pgbench clients on the same machine over a Unix socket, prepared statements (\`-M prepared\`)."
   echo "- $(redis-server --version | cut -d' ' -f1-3) on loopback, driven by redis-benchmark."
+  echo "- pg_barrier (the Rust build, database \`bench\`) and its SQL edition (PL/pgSQL, database \`bench_sql\`, the same"
+  echo "  pgbench scripts) are called by a plain role that owns the barriers, as applications do; the other designs"
+  echo "  run as \`postgres\`."
   echo "- Server settings (\`synchronous_commit\` is set per run, as each table says):"
   echo
   echo "| setting | value |"
@@ -141,7 +144,8 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo
   echo "$(printf "%'d" "$(figure config - - churn_barriers)") barriers of 10 slots each, created, completed and removed by 8 clients, every call its own"
   echo "transaction. pg_barrier's background sweeper (every second, \`pg_barrier.retention = 0\`) removes finished"
-  echo "barriers; the floor and jsonb clients delete their own row. With every call committing on its own, at"
+  echo "barriers; for the SQL edition, which has no worker, a loop calls \`barrier_sweep()\` every second, as pg_cron"
+  echo "would; the floor and jsonb clients delete their own row. With every call committing on its own, at"
   echo "\`synchronous_commit = on\` this measures mostly the disk's flush rate, the same for every design: only"
   echo "pg_barrier runs there, for its storage and HOT figures. The PL/pgSQL twin is left out of this scenario"
   echo "to keep the run short."

@@ -52,12 +52,15 @@ redis() { redis-cli -p "$redis_port" "$@"; }
 # pgbench at the given synchronous_commit, against the database of COMPARATOR, with its script
 # of SCENARIO: bench SYNC COMPARATOR SCENARIO PGBENCH-OPTIONS...
 bench() {
-  local sync=$1 comparator=$2 scenario=$3 db=bench script=$3-$2
+  local sync=$1 comparator=$2 scenario=$3 db=bench script=$3-$2 user=postgres
   shift 3
   if [[ $comparator == sql_edition ]]; then
     db=bench_sql script=$scenario-pg_barrier
   fi
-  PGOPTIONS="-c synchronous_commit=$sync" "$bindir/pgbench" -h "$root" -p "$port" -U postgres \
+  if [[ $comparator == pg_barrier || $comparator == sql_edition ]]; then
+    user=bench_app
+  fi
+  PGOPTIONS="-c synchronous_commit=$sync" "$bindir/pgbench" -h "$root" -p "$port" -U "$user" \
     -n -M prepared -f "benches/pgbench/$script.sql" "$@" "$db"
 }
 tps_of() { sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'; }
@@ -78,8 +81,8 @@ trap 'stop_servers; rm -rf "$work"' EXIT
 
 say "Building and installing the extension (release)"
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
-install -m 644 "sql/pg_barrier--$version-sql.sql" "$("$PG_CONFIG" --sharedir)/extension/"
+sql_version=$(sed -n "s/^default_version = '\(.*\)'$/\1/p" sql-edition/pg_barrier.control)
+PATH="$bindir:$PATH" scripts/install-sql-edition.sh --scripts-only >/dev/null
 
 say "Starting a scratch PostgreSQL $PG_MAJOR on port $port and Redis on port $redis_port"
 stop_servers
@@ -104,7 +107,11 @@ as_postgres "$bindir/pg_ctl" -D "$pgdata" -l "$root/server.log" -w start >/dev/n
 psql -X -q -h "$root" -p "$port" -U postgres -d postgres -c "CREATE DATABASE bench"
 q -c "CREATE EXTENSION pg_barrier" -f benches/sql/comparators.sql >/dev/null
 psql -X -q -h "$root" -p "$port" -U postgres -d postgres -c "CREATE DATABASE bench_sql"
-qs -c "CREATE EXTENSION pg_barrier VERSION '$version-sql'" -f benches/sql/comparators.sql >/dev/null
+qs -c "CREATE EXTENSION pg_barrier VERSION '$sql_version'" -f benches/sql/comparators.sql >/dev/null
+# Both editions are driven by a plain role that owns its barriers, as applications do (the SQL
+# edition reads its settings differently for superusers); the other designs run as postgres.
+q -c "CREATE ROLE bench_app LOGIN"
+for db in q qs; do $db -c "GRANT SELECT ON bench_payload TO bench_app" >/dev/null; done
 install -d -o redis -g redis "$root/redis"
 runuser -u redis -- redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$root/redis" \
   --save '' --appendonly no --daemonize yes --logfile "$root/redis/redis.log"
@@ -129,18 +136,20 @@ live() {
 INSERT INTO floor_counter SELECT 't' || i, $2 FROM generate_series(0, $1 - 1) i;
 INSERT INTO jsonb_barrier (id, remaining) SELECT 't' || i, $2 FROM generate_series(0, $1 - 1) i;
 SELECT count(twin_enqueue('t' || i, $2)) FROM generate_series(0, $1 - 1) i;
+SET ROLE bench_app;
 SELECT count(barrier_enqueue('t' || i, $2, ttl => '1 day')) FROM generate_series(0, $1 - 1) i;
 SQL
-  qs -c "SELECT count(barrier_enqueue('t' || i, $2, ttl => '1 day')) FROM generate_series(0, $1 - 1) i" >/dev/null
+  qs -c "SET ROLE bench_app" -c "SELECT count(barrier_enqueue('t' || i, $2, ttl => '1 day')) FROM generate_series(0, $1 - 1) i" >/dev/null
 }
 one() {
   q <<SQL >/dev/null
 INSERT INTO floor_counter VALUES ('$1', $2);
 INSERT INTO jsonb_barrier (id, remaining) VALUES ('$1', $2);
 SELECT twin_enqueue('$1', $2);
+SET ROLE bench_app;
 SELECT barrier_enqueue('$1', $2, ttl => '1 day');
 SQL
-  qs -c "SELECT barrier_enqueue('$1', $2, ttl => '1 day')" >/dev/null
+  qs -c "SET ROLE bench_app" -c "SELECT barrier_enqueue('$1', $2, ttl => '1 day')" >/dev/null
 }
 settle() { qs -c "VACUUM ANALYZE" >/dev/null; q -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null; }
 

@@ -22,14 +22,20 @@
 -- Every function here is created with CREATE FUNCTION, never CREATE OR REPLACE: an object
 -- someone created beforehand under one of these names makes the install fail.
 --
+-- Ids and channels are compared byte for byte, as the Rust build does, whatever collation a
+-- caller attaches to an argument: each function first copies them into COLLATE "C" variables of
+-- the same name.
+--
 -- Speed: a report runs three statements (the row lock, the result insert, the counter update).
 -- Around them, everything a report does on its common path is inline or an inlinable SQL
 -- function; PL/pgSQL helpers are called only to raise errors or read settings.
 
--- The role the call acts for. Inside a SECURITY DEFINER function current_user is the owner; the
--- caller is the role the session set with SET ROLE, or its user. (A call made from inside
--- another SECURITY DEFINER function therefore acts for the session's role, not for that
--- function's owner as in the Rust build.)
+-- The role the call acts for. Inside a SECURITY DEFINER function current_user is the owner, and
+-- PL/pgSQL has no way to see who called: the caller is the role the session set with SET ROLE,
+-- or its user. So code that runs for another role inside a session (a SECURITY DEFINER function,
+-- an index expression evaluated by ANALYZE) acts for the session's role, not for that other
+-- role as in the Rust build; barrier_internal.cross_role() limits what that can reach. NULL if
+-- the role the session set was dropped or renamed since: every check then refuses.
 CREATE FUNCTION barrier_internal.caller() RETURNS oid
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
@@ -37,6 +43,28 @@ AS $$
                CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
                     THEN session_user::text
                     ELSE pg_catalog.current_setting('role') END))::oid
+$$;
+
+-- Whether this call may act on another role's barrier through the caller's privileges (being a
+-- superuser, or a member of the owner). Only from a client session: in a background process
+-- (autovacuum evaluating an index expression, a worker), the session's identity says nothing
+-- about whose code is running.
+CREATE FUNCTION barrier_internal.cross_role() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT COALESCE((SELECT a.backend_type OPERATOR(pg_catalog.=) 'client backend'
+                       FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a),
+                    false)
+$$;
+
+-- Whether `caller` may act on a barrier of `owner`: it is the owner, or (from a client session)
+-- has the owner's privileges. False when the caller is unknown.
+CREATE FUNCTION barrier_internal.may_act(caller oid, owner oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT COALESCE(caller OPERATOR(pg_catalog.=) owner
+                    OR (pg_catalog.pg_has_role(caller, owner, 'USAGE')
+                        AND barrier_internal.cross_role()), false)
 $$;
 
 -- Raises one of the API's errors; `message` already starts with the function's name.
@@ -116,7 +144,7 @@ RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    IF caller IS DISTINCT FROM owner AND NOT pg_has_role(caller, owner, 'USAGE') THEN
+    IF NOT barrier_internal.may_act(caller, owner) THEN
         PERFORM barrier_internal.raise('42501',
             fn || ': permission denied for barrier "' || barrier_internal.shown(id) || '"',
             'A barrier belongs to the role that enqueued it.',
@@ -133,10 +161,10 @@ $$;
 -- '1d'; '512B', '4kB', '1MB', '1GB').
 --
 -- `trusted`: a superuser-only setting in the Rust build (retention, max_result_bytes). Here a
--- value set in the session counts only in a session of a superuser or of the state tables'
--- owner; for every other session it comes from ALTER ROLE / ALTER DATABASE settings, which on
--- PostgreSQL 15 only a superuser (or a role granted SET on the parameter) can store for a
--- placeholder, else from the built-in default.
+-- value set in the session counts only in a client session of a superuser or of the state
+-- tables' owner; for every other session it comes from ALTER ROLE / ALTER DATABASE settings,
+-- which on PostgreSQL 15 only a superuser (or a role granted SET on the parameter) can store
+-- for a placeholder, else from the built-in default.
 CREATE FUNCTION barrier_internal.setting(fn text, name text, fallback bigint, minimum bigint,
                                          maximum bigint, unit text, trusted boolean)
 RETURNS bigint
@@ -148,9 +176,20 @@ DECLARE
     factor numeric;
     value numeric;
 BEGIN
-    IF trusted AND NOT pg_has_role(session_user, current_user, 'USAGE')
-               AND NOT pg_has_role(barrier_internal.caller(), current_user, 'USAGE') THEN
-        -- The precedence PostgreSQL applies at login: database and role, role, database, all.
+    -- The retention decides when every role's finished barriers are deleted: a session's own
+    -- value counts only from a client session (see cross_role).
+    IF trusted AND NOT ((pg_has_role(session_user, current_user, 'USAGE')
+                         OR COALESCE(pg_has_role(barrier_internal.caller(), current_user,
+                                                 'USAGE'), false))
+                        AND (name <> 'pg_barrier.retention' OR barrier_internal.cross_role())) THEN
+        -- Never set anywhere: the default, without reading the catalog. Else the value stored
+        -- with the precedence PostgreSQL applies at login: database and role, role, database,
+        -- all.
+        raw := current_setting(name, true);
+        IF raw IS NULL THEN
+            RETURN fallback;
+        END IF;
+        raw := NULL;
         SELECT substr(c.item, length(name) + 2)
           INTO raw
           FROM pg_db_role_setting AS s
@@ -243,6 +282,12 @@ DECLARE
     micros numeric;
     span numeric;
 BEGIN
+    -- PostgreSQL 17's infinite intervals, refused as the Rust build refuses them.
+    IF NOT isfinite(value) THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "' || argument || '": '
+            || CASE WHEN value < interval '0' THEN 'must be a positive interval with no negative part'
+                    ELSE 'must be at most 100 years' END);
+    END IF;
     micros := extract(epoch FROM value - make_interval(months => months::integer,
                                                       days => days::integer)) * 1000000;
     IF months < 0 OR days < 0 OR micros < 0 THEN
@@ -310,7 +355,7 @@ END
 $$;
 
 -- Hands a locked, complete, untaken barrier to its consumer, freeing its results.
-CREATE FUNCTION barrier_internal.take(id text, OUT finished_at timestamptz, OUT results jsonb,
+CREATE FUNCTION barrier_internal.take(fn text, id text, OUT finished_at timestamptz, OUT results jsonb,
                                       OUT callback jsonb)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
@@ -320,7 +365,7 @@ DECLARE
 BEGIN
     done := barrier_internal.completion(take.id);
     IF done.channel IS NULL THEN
-        PERFORM barrier_internal.raise('XX000', 'barrier spec is missing');
+        PERFORM barrier_internal.raise('XX000', fn || ': barrier spec is missing');
     END IF;
     UPDATE barrier_internal.barrier AS b
        SET taken_at = statement_timestamp(), result_bytes = 0
@@ -388,6 +433,8 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    id text COLLATE "C" := barrier_enqueue.id;
+    channel text COLLATE "C" := barrier_enqueue.channel;
     fn constant text := 'barrier_enqueue';
     the_channel text;
     channel_source text;
@@ -445,6 +492,9 @@ BEGIN
     END IF;
     PERFORM barrier_internal.check_writable(fn);
     caller := barrier_internal.caller();
+    IF caller IS NULL THEN
+        PERFORM barrier_internal.check_owner(fn, caller, NULL, id);
+    END IF;
 
     -- The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
     -- so try again once.
@@ -543,6 +593,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    id text COLLATE "C" := barrier_decr.id;
     fn constant text := 'barrier_decr';
     size bigint := 0;
     caller oid;
@@ -559,7 +610,11 @@ BEGIN
             fn || ': invalid argument "slot": must be >= 0, got ' || slot);
     END IF;
     IF result IS NOT NULL THEN
-        size := barrier_internal.check_size(fn, 'result', result);
+        size := barrier_internal.jsonb_bytes(result);
+        IF size > barrier_internal.setting(fn, 'pg_barrier.max_result_bytes', 1048576, 1,
+                                           2147483647, 'B', true) THEN
+            PERFORM barrier_internal.check_size(fn, 'result', result);
+        END IF;
     END IF;
     IF current_setting('transaction_read_only') = 'on' THEN
         PERFORM barrier_internal.check_writable(fn);
@@ -578,7 +633,7 @@ BEGIN
         RETURN;
     END IF;
     caller := barrier_internal.caller();
-    IF caller <> locked.owner AND NOT pg_has_role(caller, locked.owner, 'USAGE') THEN
+    IF caller IS DISTINCT FROM locked.owner THEN
         PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
     END IF;
 
@@ -679,6 +734,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    id text COLLATE "C" := barrier_abort.id;
     fn constant text := 'barrier_abort';
     locked record;
 BEGIN
@@ -724,6 +780,7 @@ LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_variable
 DECLARE
+    the_id text COLLATE "C" := status.the_id;
     fn constant text := 'barrier_status';
     found_row record;
 BEGIN
@@ -766,6 +823,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    id text COLLATE "C" := barrier_results.id;
     fn constant text := 'barrier_results';
     found_row record;
 BEGIN
@@ -871,6 +929,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    id text COLLATE "C" := barrier_take.id;
     fn constant text := 'barrier_take';
     locked record;
     taken record;
@@ -889,7 +948,7 @@ BEGIN
     IF locked.status <> 'complete' OR locked.taken THEN
         RETURN;
     END IF;
-    taken := barrier_internal.take(id);
+    taken := barrier_internal.take(fn, id);
     RETURN QUERY SELECT taken.results, taken.callback;
 END
 $$;
@@ -903,25 +962,29 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    channel text COLLATE "C" := barrier_completions.channel;
     fn constant text := 'barrier_completions';
     caller oid;
+    other_roles boolean;
     claimed text[];
     taken record;
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
     PERFORM barrier_internal.check_writable(fn);
     caller := barrier_internal.caller();
+    other_roles := barrier_internal.cross_role();
     SELECT COALESCE(array_agg(d.id), '{}') INTO claimed
       FROM (SELECT b.id FROM barrier_internal.barrier AS b
               JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
              WHERE b.status = 'complete' AND b.taken_at IS NULL
                AND (channel IS NULL OR s.channel = channel)
-               AND pg_has_role(caller, b.owner::oid, 'USAGE')
+               AND (b.owner::oid = caller
+                    OR (other_roles AND pg_has_role(caller, b.owner::oid, 'USAGE')))
              ORDER BY b.finished_at, b.id
              LIMIT max_rows
                FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
     FOR i IN 1 .. cardinality(claimed) LOOP
-        taken := barrier_internal.take(claimed[i]);
+        taken := barrier_internal.take(fn, claimed[i]);
         RETURN QUERY SELECT claimed[i], taken.finished_at, taken.results, taken.callback;
     END LOOP;
 END
@@ -934,6 +997,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    id text COLLATE "C" := barrier_add.id;
     fn constant text := 'barrier_add';
     locked record;
     effective text;
@@ -980,6 +1044,7 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     caller oid := barrier_internal.caller();
+    other_roles boolean := barrier_internal.cross_role();
 BEGIN
     RETURN QUERY
     SELECT count(*) FILTER (WHERE b.status = 'pending'
@@ -997,7 +1062,7 @@ BEGIN
                              ELSE 0 END), 0)::bigint,
            COALESCE(sum(b.result_bytes), 0)::bigint
       FROM barrier_internal.barrier AS b
-     WHERE pg_has_role(caller, b.owner::oid, 'USAGE');
+     WHERE b.owner::oid = caller OR (other_roles AND pg_has_role(caller, b.owner::oid, 'USAGE'));
 END
 $$;
 

@@ -165,6 +165,8 @@ AS 'MODULE_PATHNAME', 'barrier_take_wrapper';
 
 
 DROP FUNCTION barrier_internal.caller();
+DROP FUNCTION barrier_internal.cross_role();
+DROP FUNCTION barrier_internal.may_act(oid, oid);
 DROP FUNCTION barrier_internal.raise(text, text, text, text);
 DROP FUNCTION barrier_internal.shown(text);
 DROP FUNCTION barrier_internal.check_id(text, text);
@@ -178,7 +180,7 @@ DROP FUNCTION barrier_internal.check_interval(text, text, interval);
 DROP FUNCTION barrier_internal.notify(text, text, text, bigint);
 DROP FUNCTION barrier_internal.end_round(text, bigint, text, text);
 DROP FUNCTION barrier_internal.completion(text);
-DROP FUNCTION barrier_internal.take(text);
+DROP FUNCTION barrier_internal.take(text, text);
 DROP FUNCTION barrier_internal.new_round(text, integer, jsonb, text, interval, interval);
 DROP FUNCTION barrier_internal.write_spec(text, jsonb, text, interval, interval);
 DROP FUNCTION barrier_internal.status(text);

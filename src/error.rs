@@ -44,6 +44,9 @@ pub enum BarrierError {
     ReadOnly,
     /// The installed SQL objects are of another version than this library.
     OutdatedSchema { installed: Option<String> },
+    /// The database runs the SQL edition (PL/pgSQL functions over the same tables), which does
+    /// not use this library; reached only by the background sweeper or a hand-made C function.
+    SqlEdition { installed: String },
     /// A failure of our own SQL that no argument explains.
     Internal(String),
 }
@@ -83,7 +86,7 @@ impl BarrierError {
             BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
             BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             BarrierError::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
-            BarrierError::OutdatedSchema { .. } => {
+            BarrierError::OutdatedSchema { .. } | BarrierError::SqlEdition { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
             BarrierError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -169,6 +172,16 @@ impl BarrierError {
                 function,
             )
             .set_hint("Run ALTER EXTENSION pg_barrier UPDATE."),
+            BarrierError::SqlEdition { installed } => ErrorReport::new(
+                code,
+                format!("{function}: this database runs the SQL edition of pg_barrier ({installed}), which does not use this library"),
+                function,
+            )
+            .set_hint(concat!(
+                "Schedule barrier_sweep() there (with pg_cron), or switch the database to the library with ALTER EXTENSION pg_barrier UPDATE TO '",
+                env!("CARGO_PKG_VERSION"),
+                "'."
+            )),
             BarrierError::OutdatedSchema { installed: None } => ErrorReport::new(
                 code,
                 format!("{function}: pg_barrier is not installed in this database"),

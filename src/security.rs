@@ -105,6 +105,9 @@ pub fn require_current_schema() -> Result<()> {
     let Some((Some(version), Some(written_by))) = found else {
         return Err(BarrierError::OutdatedSchema { installed: None });
     };
+    if version.ends_with("-sql") {
+        return Err(BarrierError::SqlEdition { installed: version });
+    }
     if version != env!("CARGO_PKG_VERSION") {
         return Err(BarrierError::OutdatedSchema {
             installed: Some(version),

@@ -208,3 +208,131 @@ fn dumps_move_between_editions() {
         assert_eq!(kept, r#"["kept"]"#, "{from} -> {to}");
     }
 }
+
+/// The library reached in a database that runs the SQL edition (as the background sweeper
+/// configured for it would) says so, rather than ask for an update that would switch editions.
+#[test]
+fn the_library_in_a_sql_edition_database_names_the_edition() {
+    let mut admin = connect();
+    let mut db = fresh_database(&mut admin, "barrier_library_in_sql");
+    db.batch_execute(&format!(
+        "CREATE EXTENSION pg_barrier VERSION '{}';
+         CREATE FUNCTION library_stats()
+         RETURNS TABLE (pending bigint, complete bigint, aborted bigint, expired bigint,
+                        untaken bigint, oldest_pending_age interval, result_rows bigint,
+                        result_bytes bigint)
+         LANGUAGE c AS 'pg_barrier', 'barrier_stats_wrapper';",
+        sql()
+    ))
+    .unwrap();
+    let error = db
+        .batch_execute("SELECT * FROM library_stats()")
+        .expect_err("the library on the SQL edition's objects");
+    assert_eq!(crate::support::sqlstate(&error), "55000", "{error}");
+    let error = error.as_db_error().unwrap();
+    assert!(
+        error.message().contains("SQL edition"),
+        "{}",
+        error.message()
+    );
+    assert!(
+        error
+            .hint()
+            .unwrap_or_default()
+            .contains(&format!("UPDATE TO '{RUST}'")),
+        "{:?}",
+        error.hint()
+    );
+}
+
+/// The same bad calls get the same error from both editions: SQLSTATE, message, detail and hint,
+/// word for word (the SQL edition adds only PL/pgSQL's CONTEXT lines).
+#[test]
+fn both_editions_raise_the_same_errors() {
+    let mut admin = connect();
+    let setup = "SELECT barrier_enqueue('errors-live', 2, '{\"a\": 1}', channel => 'errs');
+                 SELECT barrier_decr('errors-live', NULL, 0);
+                 SELECT barrier_enqueue('errors-done', 1);
+                 SELECT barrier_decr('errors-done', NULL);
+                 CREATE ROLE errors_stranger;";
+    let calls = [
+        "SELECT barrier_enqueue(NULL, 1)",
+        "SELECT barrier_enqueue('', 1)",
+        "SELECT barrier_enqueue(repeat('x', 513), 1)",
+        "SELECT barrier_enqueue('e', -1)",
+        "SELECT barrier_enqueue('e', NULL)",
+        "SELECT barrier_enqueue('e', 1, channel => 'Bad')",
+        "SELECT barrier_enqueue('e', 1, channel => repeat('a', 64))",
+        "SELECT barrier_enqueue('e', 1, ttl => '-1 day')",
+        "SELECT barrier_enqueue('e', 1, ttl => '1 mon -1 day')",
+        "SELECT barrier_enqueue('e', 1, ttl => '0')",
+        "SELECT barrier_enqueue('e', 1, ttl => '101 years')",
+        "SELECT barrier_enqueue('e', 1, stall_timeout => '-1 s')",
+        "SELECT barrier_enqueue('e', 1, replace => NULL)",
+        "SELECT barrier_enqueue('errors-live', 3)",
+        "SELECT barrier_enqueue('errors-live', 2, '{\"a\": 2}', channel => 'other')",
+        "SELECT barrier_decr('errors-live', NULL, -1)",
+        "SELECT barrier_decr('errors-live', NULL, 2)",
+        "SELECT barrier_decr('errors-live', NULL)",
+        "SELECT barrier_decr('errors-done', NULL, 0)",
+        "SELECT barrier_abort(NULL)",
+        "SELECT barrier_abort('e', repeat('r', 1025))",
+        "SELECT barrier_add('nope', 1)",
+        "SELECT barrier_add('errors-done', 1)",
+        "SELECT barrier_add('errors-live', 0)",
+        "SELECT barrier_add('errors-live', NULL)",
+        "SELECT barrier_add('errors-live', 2147483647)",
+        "SELECT barrier_sweep(0)",
+        "SELECT barrier_completions(max_rows => 0)",
+        "SELECT barrier_take(NULL)",
+        "SELECT barrier_status(repeat('é', 300))",
+        "SELECT barrier_results('')",
+        "SET pg_barrier.max_result_bytes = 10; SELECT barrier_decr('errors-live', '[1, 2, 3, 4]', 1)",
+        "SET ROLE errors_stranger; SELECT barrier_decr('errors-live', NULL, 1)",
+        "BEGIN READ ONLY; SELECT barrier_decr('errors-live', NULL, 1)",
+    ];
+    let mut answers = Vec::new();
+    for (database, version) in [
+        ("barrier_errors_rust", RUST.to_string()),
+        ("barrier_errors_sql", sql()),
+    ] {
+        let mut db = fresh_database(&mut admin, database);
+        db.batch_execute(&format!("CREATE EXTENSION pg_barrier VERSION '{version}'"))
+            .unwrap();
+        db.batch_execute(
+            setup
+                .replace(
+                    "CREATE ROLE errors_stranger;",
+                    if version == RUST {
+                        "CREATE ROLE errors_stranger;"
+                    } else {
+                        ""
+                    },
+                )
+                .as_str(),
+        )
+        .unwrap();
+        let errors: Vec<String> = calls
+            .iter()
+            .map(|call| {
+                let mut session = connect_as(&pgrx_tests::get_pg_user(), database);
+                let error = session.batch_execute(call).expect_err(call);
+                let error = error
+                    .as_db_error()
+                    .unwrap_or_else(|| panic!("{call}: {error}"));
+                format!(
+                    "{call}\n  {} {}\n  detail: {:?}\n  hint: {:?}",
+                    error.code().code(),
+                    error.message(),
+                    error.detail(),
+                    error.hint()
+                )
+            })
+            .collect();
+        answers.push(errors);
+    }
+    for (rust, sql_edition) in answers[0].iter().zip(&answers[1]) {
+        assert_eq!(rust, sql_edition, "the editions answer differently");
+    }
+    admin.batch_execute("DROP ROLE errors_stranger").ok();
+}

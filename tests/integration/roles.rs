@@ -626,3 +626,58 @@ fn objects_planted_before_install_and_update_never_run() {
         .unwrap();
     assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
 }
+
+/// A session that SET ROLE to a role someone then renames or drops keeps that role's identity
+/// (the Rust build sees its oid) or, in the SQL edition, which knows the role only by the name
+/// it was set with, none at all. Either way it gains no access to another role's barrier, and
+/// the SQL edition refuses even its own.
+#[test]
+fn a_role_renamed_or_dropped_under_a_session_reaches_no_other_barrier() {
+    let mut admin = connect();
+    admin
+        .batch_execute(
+            "CREATE ROLE renamed_victim; CREATE ROLE renamed_attacker;
+             GRANT renamed_attacker TO CURRENT_USER;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "SET ROLE renamed_victim; SELECT barrier_enqueue('victims', 2); RESET ROLE;
+             SET ROLE renamed_attacker; SELECT barrier_enqueue('attackers', 2); RESET ROLE;",
+        )
+        .unwrap();
+    let mut session = connect();
+    session.batch_execute("SET ROLE renamed_attacker").unwrap();
+    admin
+        .batch_execute("ALTER ROLE renamed_attacker RENAME TO renamed_attacker_2")
+        .unwrap();
+    for statement in [
+        "SELECT barrier_decr('victims', NULL)",
+        "SELECT * FROM barrier_status('victims')",
+        "SELECT barrier_abort('victims')",
+        "SELECT barrier_enqueue('victims', 1, replace => true)",
+    ] {
+        let error = session.batch_execute(statement).expect_err(statement);
+        assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
+    }
+    let own = session.batch_execute("SELECT barrier_decr('attackers', NULL)");
+    match edition() {
+        Edition::Rust => own.unwrap(),
+        Edition::Sql => {
+            let error = own.expect_err("an unknown role acting");
+            assert_eq!(sqlstate(&error), "42501", "{error}");
+        }
+    }
+    let listed: i64 = session
+        .query_one(
+            "SELECT count(*) FROM barrier_completions() WHERE id = 'victims'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(listed, 0);
+    assert_eq!(
+        stored(&mut admin, "victims"),
+        ("pending".into(), 2, Some("[]".into()))
+    );
+}
