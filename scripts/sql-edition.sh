@@ -177,7 +177,8 @@ for target in "${targets[@]}"; do
     chmod 644 "$target"
     echo "wrote $target"
   elif ! diff -u "$target" "$built"; then
-    echo "$target is not what scripts/sql-edition.sh builds (above); run it with --write" >&2
+    echo "$target is not what scripts/sql-edition.sh builds (above)." >&2
+    echo "Unreleased version: run scripts/sql-edition.sh --write. Released: raise default_version in sql-edition/pg_barrier.control, then --write." >&2
     status=1
   fi
 done

@@ -645,6 +645,81 @@ fn managed_the_plain_schema_script_installs_the_api_without_create_extension() {
     cluster.assert_log_clean();
 }
 
+/// Code a table's owner runs inside autovacuum (an index expression ANALYZE evaluates) sees the
+/// bootstrap superuser as the session's user: there the SQL edition must not lend it that
+/// superuser's reach over other roles' barriers. The same probe run by a superuser's own ANALYZE
+/// in a client session does reach them (the README's table of differences says so), which shows
+/// that the probe works.
+#[test]
+fn managed_code_run_by_autovacuum_reaches_no_other_role_s_barrier() {
+    let cluster = start(
+        "managed-autovacuum",
+        &["autovacuum_naptime = 1", "log_line_prefix = '[%b] '"],
+    );
+    let mut superuser = cluster.connect("app");
+    superuser
+        .batch_execute(
+            "CREATE EXTENSION pg_barrier;
+             CREATE ROLE victim; CREATE ROLE prober;
+             GRANT CREATE ON SCHEMA public TO prober;
+             SET ROLE victim; SELECT barrier_enqueue('victims', 2); RESET ROLE;
+             SET ROLE prober;
+             CREATE FUNCTION public.probe(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN
+                 BEGIN
+                     PERFORM public.barrier_status('victims');
+                     RAISE LOG 'pg_barrier probe %: read the victim''s barrier', x;
+                 EXCEPTION WHEN insufficient_privilege THEN
+                     RAISE LOG 'pg_barrier probe %: refused', x;
+                 END;
+                 RETURN x;
+             END $$;
+             CREATE TABLE public.probed (x int)
+                 WITH (autovacuum_analyze_threshold = 1, autovacuum_analyze_scale_factor = 0);
+             CREATE INDEX ON public.probed (public.probe(x));
+             RESET ROLE;",
+        )
+        .unwrap();
+    // Autovacuum analyzes the table (evaluating the index expression) within a few naptimes.
+    // (The insert evaluates it too, in this client session.)
+    superuser
+        .batch_execute("INSERT INTO public.probed SELECT g FROM generate_series(1000, 1009) g")
+        .unwrap();
+    let by_autovacuum = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|line| line.starts_with("[autovacuum worker]") && line.contains("pg_barrier probe"))
+            .map(str::to_string)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while by_autovacuum(&cluster.log()).is_empty() {
+        assert!(Instant::now() < deadline, "autovacuum did not analyze within 60 s");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let autovacuum = by_autovacuum(&cluster.log());
+    assert!(
+        autovacuum.iter().all(|line| line.contains("refused")),
+        "code run by autovacuum reached another role's barrier:\n{}",
+        autovacuum.join("\n")
+    );
+    // The superuser's own ANALYZE, in a client session: the documented limit.
+    superuser
+        .batch_execute(
+            "TRUNCATE public.probed;
+             INSERT INTO public.probed SELECT g FROM generate_series(2000, 2009) g;
+             ANALYZE public.probed;",
+        )
+        .unwrap();
+    let log = cluster.log();
+    assert!(
+        log.lines().any(|line| line.starts_with("[client backend]")
+            && line.contains("pg_barrier probe 200")
+            && line.contains("read the victim")),
+        "the probe never reached the barrier, so the autovacuum check proves nothing"
+    );
+    cluster.assert_log_clean();
+}
+
 /// The README's pg_cron job sweeps the SQL edition: a barrier past its ttl is expired, and its
 /// listeners told, without any call touching it.
 #[test]
