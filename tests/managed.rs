@@ -687,13 +687,18 @@ fn managed_code_run_by_autovacuum_reaches_no_other_role_s_barrier() {
         .unwrap();
     let by_autovacuum = |log: &str| -> Vec<String> {
         log.lines()
-            .filter(|line| line.starts_with("[autovacuum worker]") && line.contains("pg_barrier probe"))
+            .filter(|line| {
+                line.starts_with("[autovacuum worker]") && line.contains("pg_barrier probe")
+            })
             .map(str::to_string)
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while by_autovacuum(&cluster.log()).is_empty() {
-        assert!(Instant::now() < deadline, "autovacuum did not analyze within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "autovacuum did not analyze within 60 s"
+        );
         thread::sleep(Duration::from_millis(200));
     }
     let autovacuum = by_autovacuum(&cluster.log());
