@@ -27,16 +27,10 @@ use postgres::{Client, Config, NoTls};
 
 use cluster::{run, Cluster};
 
-/// The SQL edition's current version: the default of its control file.
-fn sql_version() -> String {
-    let control = include_str!("../sql-edition/pg_barrier.control");
-    control
-        .lines()
-        .find_map(|line| line.strip_prefix("default_version = '"))
-        .and_then(|rest| rest.strip_suffix('\''))
-        .expect("default_version in sql-edition/pg_barrier.control")
-        .to_string()
-}
+#[path = "scratch/versions.rs"]
+mod versions;
+
+use versions::sql_edition_version as sql_version;
 
 fn repository(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

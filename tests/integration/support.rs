@@ -27,16 +27,9 @@ pub fn version() -> String {
     }
 }
 
-/// The SQL edition's current version: the default of its control file.
-pub fn sql_edition_version() -> String {
-    let control = include_str!("../../sql-edition/pg_barrier.control");
-    control
-        .lines()
-        .find_map(|line| line.strip_prefix("default_version = '"))
-        .and_then(|rest| rest.strip_suffix('\''))
-        .expect("default_version in sql-edition/pg_barrier.control")
-        .to_string()
-}
+#[path = "../scratch/versions.rs"]
+mod versions;
+pub use versions::sql_edition_version;
 
 /// The statement that installs this binary's edition in a database.
 pub fn create_extension() -> String {
