@@ -444,9 +444,9 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             Vec::<String>::new(),
             "a SECURITY DEFINER function would run as its owner"
         ),
-        // PL/pgSQL cannot switch roles inside a function: the API is SECURITY DEFINER (the
-        // functions above all pin search_path), its helpers are not, and the installer owns
-        // none of them (checked above).
+        // PL/pgSQL cannot switch roles inside a function: the API is SECURITY DEFINER (and
+        // pins search_path, checked above), its helpers are not, and the installer owns none
+        // of them (checked above).
         Edition::Sql => {
             let api: Vec<String> = functions
                 .iter()
