@@ -47,6 +47,7 @@ short() {
     jsonb) echo "jsonb row" ;;
     twin) echo "PL/pgSQL twin" ;;
     pg_barrier) echo "pg_barrier" ;;
+    sql_path) echo "pg_barrier, no fast path" ;;
     sql_edition) echo "SQL edition" ;;
     redis) echo "Redis (context)" ;;
   esac
@@ -57,6 +58,7 @@ label() {
     jsonb) echo "client-side jsonb" ;;
     twin) echo "PL/pgSQL twin" ;;
     pg_barrier) echo "pg_barrier" ;;
+    sql_path) echo "pg_barrier, fast path off" ;;
     sql_edition) echo "pg_barrier, SQL edition" ;;
     redis) echo "Redis DECR+Lua (context)" ;;
   esac
@@ -94,14 +96,14 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "of a fresh state each; the ratio is to the floor of the same setting. Redis runs with \`appendfsync always\`"
   echo "beside \`synchronous_commit = on\` and \`appendfsync everysec\` beside \`off\`."
   echo
-  ratio_table throughput floor jsonb twin pg_barrier sql_edition redis
+  ratio_table throughput floor jsonb twin pg_barrier sql_path sql_edition redis
   echo
   echo "Rounds (calls/s), to show the spread:"
   echo
   echo "| design | setting | rounds |"
   echo "|---|---|---|"
   for sync in on off; do
-    for c in floor jsonb twin pg_barrier sql_edition; do
+    for c in floor jsonb twin pg_barrier sql_path sql_edition; do
       echo "| $(label "$c") | $sync | $(awk -F'\t' -v y="$sync" -v c="$c" '$1 == "throughput" && $2 == y && $3 == c && $4 ~ /^round/ { printf "%s%.0f", sep, $5; sep = ", " }' "$figures") |"
     done
   done
@@ -112,7 +114,7 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo "decrements one counter as often. The client-side jsonb design rewrites the whole growing array on every"
   echo "call: it runs for a fixed time instead, and its rate is that of a barrier still filling."
   echo
-  ratio_table hot floor jsonb twin pg_barrier sql_edition
+  ratio_table hot floor jsonb twin pg_barrier sql_path sql_edition
   echo
   echo "## 3. Flatness"
   echo
@@ -168,6 +170,21 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo
   echo "Bytes per live barrier (10,000 barriers half-way: 5 of 10 slots reported with 100-byte results; tables and"
   echo "indexes, after VACUUM): $(sep=''; for c in floor jsonb twin pg_barrier sql_edition; do printf '%s%s %s' "$sep" "$(label "$c")" "$(figure churn footprint "$c" bytes_per_live_barrier)"; sep=', '; done)."
+  echo
+  echo "## The fast path, on and off"
+  echo
+  echo "The Rust build counts the common report without SQL (src/fast_path.rs); \\`pg_barrier.fast_path = off\\` sends"
+  echo "every report through its SQL path (one statement for the common report). Both run above, side by side:"
+  echo
+  echo "| scenario | setting | fast path on | off | on / off | off / PL/pgSQL twin |"
+  echo "|---|---|---:|---:|---:|---:|"
+  for sync in on off; do
+    for scenario in throughput hot; do
+      r=$(figure "$scenario" "$sync" pg_barrier tps) p=$(figure "$scenario" "$sync" sql_path tps)
+      t=$(figure "$scenario" "$sync" twin tps)
+      echo "| $scenario (calls/s) | $sync | $(int "$r") | $(int "$p") | $(ratio "$r" "$p") | $(ratio "$p" "$t") |"
+    done
+  done
   echo
   echo "## The two editions side by side"
   echo

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # pg_barrier against the designs it replaces, side by side on one dedicated server in one run.
 # Both editions run: the Rust build in database `bench`, the SQL edition (PL/pgSQL, the same API
-# and tables) in database `bench_sql`, which the same pgbench scripts drive.
+# and tables) in database `bench_sql`, which the same pgbench scripts drive. The Rust build also
+# runs a second time with its fast path off (`sql_path`: every report through its SQL path), by
+# a role that has `pg_barrier.fast_path = off`.
 #
 # Builds and installs the extension (release), starts a scratch PostgreSQL 15 and a loopback
 # Redis, drives each scenario with pgbench (redis-benchmark for Redis) from several connections,
@@ -27,7 +29,7 @@ JSONB_SLOTS=${BENCH_JSONB_SLOTS:-2000}
 CHURN_BARRIERS=${BENCH_CHURN_BARRIERS:-100000}
 CHURN_RUNS=${BENCH_CHURN_RUNS:-on:pg_barrier off:floor off:jsonb off:pg_barrier off:sql_edition}
 CLIENTS=8
-COMPARATORS=(floor jsonb twin pg_barrier sql_edition)
+COMPARATORS=(floor jsonb twin pg_barrier sql_path sql_edition)
 PAYLOAD='"result:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789x"'
 
 root=/var/tmp/pg_barrier-bench
@@ -54,12 +56,11 @@ redis() { redis-cli -p "$redis_port" "$@"; }
 bench() {
   local sync=$1 comparator=$2 scenario=$3 db=bench script=$3-$2 user=postgres
   shift 3
-  if [[ $comparator == sql_edition ]]; then
-    db=bench_sql script=$scenario-pg_barrier
-  fi
-  if [[ $comparator == pg_barrier || $comparator == sql_edition ]]; then
-    user=bench_app
-  fi
+  case $comparator in
+    sql_edition) db=bench_sql script=$scenario-pg_barrier user=bench_app ;;
+    sql_path) script=$scenario-pg_barrier user=bench_app_sql_path ;;
+    pg_barrier) user=bench_app ;;
+  esac
   PGOPTIONS="-c synchronous_commit=$sync" "$bindir/pgbench" -h "$root" -p "$port" -U "$user" \
     -n -M prepared -f "benches/pgbench/$script.sql" "$@" "$db"
 }
@@ -111,6 +112,10 @@ qs -c "CREATE EXTENSION pg_barrier VERSION '$sql_version'" -f benches/sql/compar
 # Both editions are driven by a plain role that owns its barriers, as applications do (the SQL
 # edition reads its settings differently for superusers); the other designs run as postgres.
 q -c "CREATE ROLE bench_app LOGIN"
+# The fast path off: a member of bench_app (so it acts on bench_app's barriers) whose sessions
+# have pg_barrier.fast_path = off, a setting only a superuser can give.
+q -c "CREATE ROLE bench_app_sql_path LOGIN IN ROLE bench_app" \
+  -c "ALTER ROLE bench_app_sql_path SET pg_barrier.fast_path = off"
 for db in q qs; do $db -c "GRANT SELECT ON bench_payload TO bench_app" >/dev/null; done
 install -d -o redis -g redis "$root/redis"
 runuser -u redis -- redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$root/redis" \
@@ -280,7 +285,7 @@ tables_of() {
     floor) echo "'floor_counter'" ;;
     jsonb) echo "'jsonb_barrier'" ;;
     twin) echo "'twin_barrier', 'twin_result'" ;;
-    pg_barrier | sql_edition) echo "'barrier_internal.barrier', 'barrier_internal.barrier_spec', 'barrier_internal.result'" ;;
+    pg_barrier | sql_path | sql_edition) echo "'barrier_internal.barrier', 'barrier_internal.barrier_spec', 'barrier_internal.result'" ;;
   esac
 }
 counter_of() {
@@ -288,7 +293,7 @@ counter_of() {
     floor) echo floor_counter ;;
     jsonb) echo jsonb_barrier ;;
     twin) echo twin_barrier ;;
-    pg_barrier | sql_edition) echo barrier_internal.barrier ;;
+    pg_barrier | sql_path | sql_edition) echo barrier_internal.barrier ;;
   esac
 }
 # The query function of COMPARATOR's database.
@@ -301,7 +306,8 @@ sizes() {
 calls_per_barrier() { [[ $1 == floor || $1 == jsonb ]] && echo 12 || echo 11; }
 
 say "Churn: $CHURN_BARRIERS barriers of 10 slots created, completed and swept, $CLIENTS clients"
-for comparator in "${COMPARATORS[@]}"; do
+# (sql_path stores exactly what pg_barrier stores.)
+for comparator in floor jsonb twin pg_barrier sql_edition; do
   # The footprint of 10,000 live barriers, each half-way (5 of 10 slots reported).
   reset_state
   settle

@@ -8,63 +8,100 @@
 --   against both editions;
 -- * messages and SQLSTATEs are the Rust build's, word for word.
 --
--- Security. PL/pgSQL cannot switch roles inside a function the way the Rust build does, so the
--- public functions are SECURITY DEFINER: they run as the state tables' owner (the bootstrap
--- superuser in a trusted CREATE EXTENSION, the installing role under pg_tle or the plain
--- script), with search_path pinned to pg_catalog, pg_temp, every table named by schema, no
--- dynamic SQL and every value passed as a parameter. Barriers belong to the calling role:
--- the role set with SET ROLE, else the session's user (see barrier_internal.caller).
+-- Security. The caller is current_user, as in the Rust build: the role a call really runs as,
+-- also inside another role's SECURITY DEFINER function and in an index expression that ANALYZE,
+-- REINDEX or autovacuum evaluates (as the table's owner). PL/pgSQL cannot switch roles inside a
+-- function the way the Rust build does, so the public functions are SECURITY INVOKER and reach
+-- the state through three views in barrier_internal (my_barrier, my_barrier_spec, my_result),
+-- owned by the state tables' owner, which show and accept only rows of barriers the current
+-- user may act on: its own, those of roles whose privileges it has, all for a superuser (the
+-- Rust build's rule). The tables themselves stay closed to PUBLIC. Each public function pins
+-- search_path to pg_catalog, pg_temp, names every object by schema, runs no dynamic SQL and
+-- passes every value as a parameter.
 --
--- The helpers in barrier_internal run only inside those calls, under the search_path they pin:
--- they carry no SET clause of their own (one costs a search_path switch per call), nobody but
--- the owner may use the schema, and EXECUTE on them is revoked from PUBLIC (at the end).
+-- Consequence: a role can read and write its own barriers' rows through those views, by hand,
+-- within the tables' constraints. For barriers a role writes that way, the API's guarantees
+-- (exactly one completer, no double count) are that role's own business; it can never read or
+-- change another role's rows, and what it writes must not break calls that reach every role's
+-- barriers (a superuser's barrier_sweep, barrier_completions, barrier_stats), which therefore
+-- expect anything the constraints allow: a pending barrier without its spec, a spec or results
+-- without a barrier, any channel, interval or timestamp.
 --
--- Every function here is created with CREATE FUNCTION, never CREATE OR REPLACE: an object
+-- Two helpers run as the tables' owner (SECURITY DEFINER, search_path pinned), each for one
+-- thing a caller's privileges cannot do: barrier_internal.barrier_exists (whether an id is taken,
+-- so that a call on another role's barrier fails with 42501 as in the Rust build, not as unknown)
+-- and barrier_internal.sweep_as_owner (anyone's barrier_sweep reaches every role's barriers, as
+-- in the Rust build, with the retention stored by a superuser, never one set in the session).
+-- The other helpers are SECURITY INVOKER: PUBLIC may run them, and they can do nothing the
+-- caller could not do through the views. They carry no SET clause of their own (one costs a
+-- search_path switch per call): they run inside the API's calls, under the path those pin.
+--
+-- Every function and view here is created with CREATE, never CREATE OR REPLACE: an object
 -- someone created beforehand under one of these names makes the install fail.
 --
 -- Ids and channels are compared byte for byte, as the Rust build does, whatever collation a
 -- caller attaches to an argument: each function first copies them into COLLATE "C" variables of
 -- the same name.
 --
+-- The views take INSERT ... ON CONFLICT with the arbiter inferred from columns, which are named
+-- through the statement's alias, ((b.id)): a bare name would be read as the PL/pgSQL variable of
+-- the same name, and ON CONSTRAINT names no constraint of a view.
+--
 -- Speed: a report runs three statements (the row lock, the result insert, the counter update).
 -- Around them, everything a report does on its common path is inline or an inlinable SQL
 -- function; PL/pgSQL helpers are called only to raise errors or read settings.
 
--- The role the call acts for. Inside a SECURITY DEFINER function current_user is the owner, and
--- PL/pgSQL has no way to see who called: the caller is the role the session set with SET ROLE,
--- or its user. So code that runs for another role inside a session (a SECURITY DEFINER function,
--- an index expression evaluated by ANALYZE) acts for the session's role, not for that other
--- role as in the Rust build; barrier_internal.cross_role() limits what that can reach. NULL if
--- the role the session set was dropped or renamed since: every check then refuses.
-CREATE FUNCTION barrier_internal.caller() RETURNS oid
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+-- The state as the current user may see and change it: the rows of barriers it may act on
+-- (pg_has_role USAGE: the barrier's owner, an inheriting member of it, or a superuser). The
+-- check option holds new and changed rows to the same rule, so no role can create a barrier for,
+-- move a row into, or add a result or spec to another role's barrier. security_barrier keeps a
+-- caller's own conditions from seeing rows before that filter (leakproof ones such as `id = $1`
+-- still reach the indexes).
+CREATE VIEW barrier_internal.my_barrier WITH (security_barrier) AS
+    SELECT * FROM barrier_internal.barrier AS b
+     WHERE pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE')
+    WITH CASCADED CHECK OPTION;
+COMMENT ON VIEW barrier_internal.my_barrier IS
+    'pg_barrier state: the barriers the current user may act on (SQL edition)';
+
+CREATE VIEW barrier_internal.my_barrier_spec WITH (security_barrier) AS
+    SELECT * FROM barrier_internal.barrier_spec AS s
+     WHERE EXISTS (SELECT FROM barrier_internal.barrier AS b
+                    WHERE b.id OPERATOR(pg_catalog.=) s.id
+                      AND pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE'))
+    WITH CASCADED CHECK OPTION;
+COMMENT ON VIEW barrier_internal.my_barrier_spec IS
+    'pg_barrier state: the specs of the barriers the current user may act on (SQL edition)';
+
+CREATE VIEW barrier_internal.my_result WITH (security_barrier) AS
+    SELECT * FROM barrier_internal.result AS r
+     WHERE EXISTS (SELECT FROM barrier_internal.barrier AS b
+                    WHERE b.id OPERATOR(pg_catalog.=) r.barrier_id
+                      AND pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE'))
+    WITH CASCADED CHECK OPTION;
+COMMENT ON VIEW barrier_internal.my_result IS
+    'pg_barrier state: the results of the barriers the current user may act on (SQL edition)';
+
+-- Whether barrier `id` exists, whoever owns it. Runs as the tables' owner: a call that finds no
+-- barrier through the views learns from it whether the id is another role's (42501) or free, as
+-- the Rust build tells them apart. It says nothing more than that answer does.
+CREATE FUNCTION barrier_internal.barrier_exists(id text) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(
-               CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none'
-                    THEN session_user::text
-                    ELSE pg_catalog.current_setting('role') END))::oid
+    SELECT EXISTS (SELECT FROM barrier_internal.barrier AS b
+                    WHERE b.id OPERATOR(pg_catalog.=) ($1 COLLATE "C"))
 $$;
 
--- Whether this call may act on another role's barrier through the caller's privileges (being a
--- superuser, or a member of the owner). Only from a client session: in a background process
--- (autovacuum evaluating an index expression, a worker), the session's identity says nothing
--- about whose code is running.
-CREATE FUNCTION barrier_internal.cross_role() RETURNS boolean
+-- Whether the current user has the privileges of the state tables' owner (is it, an inheriting
+-- member of it, or a superuser): it may then read and change the tables themselves, and its
+-- session's values of the superuser-only settings count.
+CREATE FUNCTION barrier_internal.has_owner_privileges() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT COALESCE((SELECT a.backend_type OPERATOR(pg_catalog.=) 'client backend'
-                       FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) AS a),
-                    false)
-$$;
-
--- Whether `caller` may act on a barrier of `owner`: it is the owner, or (from a client session)
--- has the owner's privileges. False when the caller is unknown.
-CREATE FUNCTION barrier_internal.may_act(caller oid, owner oid) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL RESTRICTED
-AS $$
-    SELECT COALESCE(caller OPERATOR(pg_catalog.=) owner
-                    OR (pg_catalog.pg_has_role(caller, owner, 'USAGE')
-                        AND barrier_internal.cross_role()), false)
+    SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+      FROM pg_catalog.pg_class AS c
+     WHERE c.oid OPERATOR(pg_catalog.=) 'barrier_internal.barrier'::pg_catalog.regclass
 $$;
 
 -- Raises one of the API's errors; `message` already starts with the function's name.
@@ -139,17 +176,33 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION barrier_internal.check_owner(fn text, caller oid, owner oid, id text)
-RETURNS void
+-- A call on another role's barrier.
+CREATE FUNCTION barrier_internal.deny(fn text, id text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    IF NOT barrier_internal.may_act(caller, owner) THEN
-        PERFORM barrier_internal.raise('42501',
-            fn || ': permission denied for barrier "' || barrier_internal.shown(id) || '"',
-            'A barrier belongs to the role that enqueued it.',
-            'Call as that role, as a member of it, or as a superuser.');
+    PERFORM barrier_internal.raise('42501',
+        fn || ': permission denied for barrier "' || barrier_internal.shown(id) || '"',
+        'A barrier belongs to the role that enqueued it.',
+        'Call as that role, as a member of it, or as a superuser.');
+END
+$$;
+
+-- What a call does when its query through the views found no barrier `id`, at its `tried`th
+-- miss: false if no barrier has that id (the call answers as for an unknown barrier); true at
+-- the first miss if one does (it may have been created since the query's snapshot: query
+-- again); 42501 at the second, when it is still there and still not visible: another role's.
+CREATE FUNCTION barrier_internal.hidden(fn text, id text, tried integer) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    IF NOT barrier_internal.barrier_exists(id) THEN
+        RETURN false;
     END IF;
+    IF tried >= 2 THEN
+        PERFORM barrier_internal.deny(fn, id);
+    END IF;
+    RETURN true;
 END
 $$;
 
@@ -160,13 +213,16 @@ $$;
 -- are read as PostgreSQL reads them: a number, optionally with a unit ('30s', '5min', '2h',
 -- '1d'; '512B', '4kB', '1MB', '1GB').
 --
--- `trusted`: a superuser-only setting in the Rust build (retention, max_result_bytes). Here a
--- value set in the session counts only in a client session of a superuser or of the state
--- tables' owner; for every other session it comes from ALTER ROLE / ALTER DATABASE settings,
--- which on PostgreSQL 15 only a superuser (or a role granted SET on the parameter) can store
--- for a placeholder, else from the built-in default.
+-- `source`, where the value may come from:
+-- * 'session': the session's value (the user settings: channel, default_ttl, stall_timeout);
+-- * 'trusted': a superuser-only setting in the Rust build (retention, max_result_bytes): the
+--   session's value if the current user has the privileges of the state tables' owner, else as
+--   'stored';
+-- * 'stored': only a value stored with ALTER ROLE / ALTER DATABASE, which on PostgreSQL 15 only
+--   a superuser (or a role granted SET on the parameter) can store for a placeholder, else the
+--   built-in default. Never a value set in the session.
 CREATE FUNCTION barrier_internal.setting(fn text, name text, fallback bigint, minimum bigint,
-                                         maximum bigint, unit text, trusted boolean)
+                                         maximum bigint, unit text, source text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
@@ -176,19 +232,15 @@ DECLARE
     factor numeric;
     value numeric;
 BEGIN
-    -- The retention decides when every role's finished barriers are deleted: a session's own
-    -- value counts only from a client session (see cross_role).
-    IF trusted AND NOT ((pg_has_role(session_user, current_user, 'USAGE')
-                         OR COALESCE(pg_has_role(barrier_internal.caller(), current_user,
-                                                 'USAGE'), false))
-                        AND (name <> 'pg_barrier.retention' OR barrier_internal.cross_role())) THEN
-        -- Never set anywhere: the default, without reading the catalog. Else the value stored
-        -- with the precedence PostgreSQL applies at login: database and role, role, database,
-        -- all.
-        raw := current_setting(name, true);
-        IF raw IS NULL THEN
-            RETURN fallback;
-        END IF;
+    -- Set nowhere, neither stored nor in the session: the default, without reading the catalog.
+    raw := current_setting(name, true);
+    IF raw IS NULL THEN
+        RETURN fallback;
+    END IF;
+    IF source = 'stored' OR (source = 'trusted' AND NOT barrier_internal.has_owner_privileges())
+    THEN
+        -- The value stored with the precedence PostgreSQL applies at login: database and role,
+        -- role, database, all.
         raw := NULL;
         SELECT substr(c.item, length(name) + 2)
           INTO raw
@@ -200,8 +252,6 @@ BEGIN
            AND starts_with(c.item, name || '=')
          ORDER BY s.setrole = 0, s.setdatabase = 0
          LIMIT 1;
-    ELSE
-        raw := current_setting(name, true);
     END IF;
     IF raw IS NULL OR raw = '' THEN
         RETURN fallback;
@@ -257,7 +307,7 @@ BEGIN
         RETURN 0;
     END IF;
     limit_bytes := barrier_internal.setting(fn, 'pg_barrier.max_result_bytes', 1048576, 1,
-                                            2147483647, 'B', true);
+                                            2147483647, 'B', 'trusted');
     size := barrier_internal.jsonb_bytes(value);
     IF size > limit_bytes THEN
         PERFORM barrier_internal.raise('54000',
@@ -307,13 +357,18 @@ BEGIN
 END
 $$;
 
--- Queues the wake-up of a terminal transition; the payload never carries results.
+-- Queues the wake-up of a terminal transition; the payload never carries results. A channel or
+-- id that the API would never have stored (written by hand through the views, or missing with
+-- the spec) gets no notification rather than an error: the sweep ends every role's barriers.
 CREATE FUNCTION barrier_internal.notify(channel text, id text, status text, round bigint)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$
     SELECT pg_catalog.pg_notify(channel, pg_catalog.json_build_object(
                'id', id, 'status', status, 'round', round)::text)
+     WHERE pg_catalog.octet_length(channel) OPERATOR(pg_catalog.<=) 63
+       AND channel OPERATOR(pg_catalog.<>) ''
+       AND pg_catalog.octet_length(id) OPERATOR(pg_catalog.<=) 512
 $$;
 
 -- Ends round `round` of a locked, live barrier as aborted or expired: frees its results, keeps
@@ -326,13 +381,13 @@ AS $$
 DECLARE
     the_channel text;
 BEGIN
-    UPDATE barrier_internal.barrier AS b
+    UPDATE barrier_internal.my_barrier AS b
        SET status = end_round.status, finished_at = statement_timestamp(), result_bytes = 0
      WHERE b.id = end_round.id;
-    UPDATE barrier_internal.barrier_spec AS s SET reason = end_round.reason
+    UPDATE barrier_internal.my_barrier_spec AS s SET reason = end_round.reason
      WHERE s.id = end_round.id
     RETURNING s.channel INTO the_channel;
-    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = end_round.id;
+    DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = end_round.id;
     PERFORM barrier_internal.notify(the_channel, end_round.id, end_round.status, end_round.round);
 END
 $$;
@@ -346,16 +401,22 @@ AS $$
 BEGIN
     SELECT s.channel, s.callback,
            COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
-                       FROM barrier_internal.result AS r
+                       FROM barrier_internal.my_result AS r
                       WHERE r.barrier_id = completion.id), '[]'::jsonb)
       INTO channel, callback, results
-      FROM barrier_internal.barrier_spec AS s
+      FROM barrier_internal.my_barrier_spec AS s
      WHERE s.id = completion.id;
 END
 $$;
 
--- Hands a locked, complete, untaken barrier to its consumer, freeing its results.
-CREATE FUNCTION barrier_internal.take(fn text, id text, OUT finished_at timestamptz, OUT results jsonb,
+-- Hands a locked, complete, untaken barrier to its consumer, freeing its results. `other`: the
+-- barrier is another role's, claimed through the caller's privileges (a superuser's
+-- barrier_completions). Whatever that role wrote into its rows must not make the call fail: a
+-- completion that cannot be built (its spec deleted, results beyond what one jsonb value holds)
+-- is left as it is, with a warning, and finished_at comes back NULL. (Building it only reads,
+-- so the block takes no transaction id.)
+CREATE FUNCTION barrier_internal.take(fn text, id text, other boolean,
+                                      OUT finished_at timestamptz, OUT results jsonb,
                                       OUT callback jsonb)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
@@ -363,15 +424,30 @@ AS $$
 DECLARE
     done record;
 BEGIN
-    done := barrier_internal.completion(take.id);
-    IF done.channel IS NULL THEN
-        PERFORM barrier_internal.raise('XX000', fn || ': barrier spec is missing');
+    IF other THEN
+        BEGIN
+            done := barrier_internal.completion(take.id);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING '%: barrier "%" of another role cannot be handed out: %', fn,
+                          barrier_internal.shown(take.id), SQLERRM;
+            RETURN;
+        END;
+        IF done.channel IS NULL THEN
+            RAISE WARNING '%: barrier "%" of another role cannot be handed out: its spec is missing',
+                          fn, barrier_internal.shown(take.id);
+            RETURN;
+        END IF;
+    ELSE
+        done := barrier_internal.completion(take.id);
+        IF done.channel IS NULL THEN
+            PERFORM barrier_internal.raise('XX000', fn || ': barrier spec is missing');
+        END IF;
     END IF;
-    UPDATE barrier_internal.barrier AS b
+    UPDATE barrier_internal.my_barrier AS b
        SET taken_at = statement_timestamp(), result_bytes = 0
      WHERE b.id = take.id
     RETURNING b.finished_at INTO take.finished_at;
-    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = take.id;
+    DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = take.id;
     results := done.results;
     callback := done.callback;
 END
@@ -387,8 +463,8 @@ AS $$
 DECLARE
     the_round bigint;
 BEGIN
-    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = new_round.id;
-    UPDATE barrier_internal.barrier AS b
+    DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = new_round.id;
+    UPDATE barrier_internal.my_barrier AS b
        SET round = b.round + 1,
            status = CASE WHEN new_round.expected = 0 THEN 'complete' ELSE 'pending' END,
            expected = new_round.expected, remaining = new_round.expected, slotted = NULL,
@@ -404,15 +480,16 @@ BEGIN
 END
 $$;
 
+-- The spec of a barrier the caller holds, over whatever spec row its id had.
 CREATE FUNCTION barrier_internal.write_spec(id text, callback jsonb, channel text, ttl interval,
                                             stall_timeout interval) RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 BEGIN
-    INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl, stall_timeout)
+    INSERT INTO barrier_internal.my_barrier_spec AS s (id, callback, channel, ttl, stall_timeout)
     VALUES (id, callback, channel, ttl, stall_timeout)
-    ON CONFLICT ON CONSTRAINT barrier_spec_pkey DO UPDATE
+    ON CONFLICT ((s.id)) DO UPDATE
        SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl,
            stall_timeout = excluded.stall_timeout, reason = NULL;
 END
@@ -428,7 +505,7 @@ CREATE FUNCTION barrier_enqueue(
     replace boolean DEFAULT false,
     stall_timeout interval DEFAULT NULL
 ) RETURNS text
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
@@ -441,7 +518,7 @@ DECLARE
     the_ttl interval;
     the_stall interval;
     seconds bigint;
-    caller oid;
+    me regrole;
     locked record;
     same record;
     differences text[];
@@ -477,37 +554,41 @@ BEGIN
         the_ttl := barrier_internal.check_interval(fn, 'ttl', ttl);
     ELSE
         seconds := barrier_internal.setting(fn, 'pg_barrier.default_ttl', 21600, 1, 2147483647,
-                                            's', false);
+                                            's', 'session');
         the_ttl := make_interval(secs => seconds);
     END IF;
     IF stall_timeout IS NOT NULL THEN
         the_stall := barrier_internal.check_interval(fn, 'stall_timeout', stall_timeout);
     ELSE
         seconds := barrier_internal.setting(fn, 'pg_barrier.stall_timeout', 0, 0, 2147483647,
-                                            's', false);
+                                            's', 'session');
         the_stall := CASE WHEN seconds > 0 THEN make_interval(secs => seconds) END;
     END IF;
     IF replace IS NULL THEN
         PERFORM barrier_internal.raise('22004', fn || ': argument "replace" must not be NULL');
     END IF;
     PERFORM barrier_internal.check_writable(fn);
-    caller := barrier_internal.caller();
-    IF caller IS NULL THEN
-        PERFORM barrier_internal.check_owner(fn, caller, NULL, id);
+    -- The new barrier's owner: the current user (by oid, whatever its name becomes).
+    me := to_regrole(quote_ident(current_user));
+    IF me IS NULL THEN
+        PERFORM barrier_internal.deny(fn, id);
     END IF;
 
     -- The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
-    -- so try again once.
+    -- so try again once; a row that stays out of sight is another role's.
     FOR attempt IN 1 .. 2 LOOP
-        INSERT INTO barrier_internal.barrier AS b
+        INSERT INTO barrier_internal.my_barrier AS b
                (id, round, owner, status, expected, remaining, created_at, expires_at,
                 finished_at, progress_at)
-        VALUES (id, 1, caller::regrole,
+        VALUES (id, 1, me,
                 CASE WHEN expected = 0 THEN 'complete' ELSE 'pending' END, expected, expected,
                 statement_timestamp(), statement_timestamp() + the_ttl,
                 CASE WHEN expected = 0 THEN statement_timestamp() END, statement_timestamp())
-        ON CONFLICT ON CONSTRAINT barrier_pkey DO NOTHING;
+        ON CONFLICT ((b.id)) DO NOTHING;
         IF FOUND THEN
+            -- Results left under this id by a role that held it before, written by hand and
+            -- then its barrier deleted, are not this barrier's. (Its spec is overwritten.)
+            DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = id;
             PERFORM barrier_internal.write_spec(id, callback, the_channel, the_ttl, the_stall);
             IF expected > 0 THEN
                 RETURN 'pending';
@@ -516,17 +597,17 @@ BEGIN
             RETURN 'complete';
         END IF;
 
-        SELECT b.owner::oid AS owner, b.status, b.expected,
+        SELECT b.status, b.expected,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
                b.round
           INTO locked
-          FROM barrier_internal.barrier AS b
+          FROM barrier_internal.my_barrier AS b
          WHERE b.id = id
            FOR NO KEY UPDATE;
         IF NOT FOUND THEN
+            PERFORM barrier_internal.hidden(fn, id, attempt);
             CONTINUE;
         END IF;
-        PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
 
         IF locked.status = 'pending' AND NOT locked.past_expiry AND NOT replace THEN
             SELECT b.expected = expected AND s.callback IS NOT DISTINCT FROM callback
@@ -536,8 +617,8 @@ BEGIN
                    s.callback IS NOT DISTINCT FROM callback AS same_callback,
                    s.channel AS stored_channel, s.ttl::text AS stored_ttl
               INTO same
-              FROM barrier_internal.barrier AS b
-              JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
+              FROM barrier_internal.my_barrier AS b
+              JOIN barrier_internal.my_barrier_spec AS s ON s.id = b.id
              WHERE b.id = id;
             IF NOT FOUND THEN
                 PERFORM barrier_internal.raise('XX000', fn || ': barrier spec is missing');
@@ -583,12 +664,13 @@ END
 $$;
 
 -- One task reports completion, with its result and, for slotted barriers, its slot.
+-- One task reports completion, with its result and, for slotted barriers, its slot.
 CREATE FUNCTION barrier_decr(
     id text,
     result jsonb DEFAULT NULL,
     slot integer DEFAULT NULL
 ) RETURNS TABLE (status text, remaining integer, results jsonb, callback jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
@@ -596,7 +678,7 @@ DECLARE
     id text COLLATE "C" := barrier_decr.id;
     fn constant text := 'barrier_decr';
     size bigint := 0;
-    caller oid;
+    tried integer := 0;
     locked record;
     position integer;
     weight bigint;
@@ -612,7 +694,7 @@ BEGIN
     IF result IS NOT NULL THEN
         size := barrier_internal.jsonb_bytes(result);
         IF size > barrier_internal.setting(fn, 'pg_barrier.max_result_bytes', 1048576, 1,
-                                           2147483647, 'B', true) THEN
+                                           2147483647, 'B', 'trusted') THEN
             PERFORM barrier_internal.check_size(fn, 'result', result);
         END IF;
     END IF;
@@ -620,22 +702,22 @@ BEGIN
         PERFORM barrier_internal.check_writable(fn);
     END IF;
 
-    SELECT b.owner::oid AS owner, b.status, b.expected, b.remaining, b.slotted, b.round,
-           b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
-           b.result_bytes
-      INTO locked
-      FROM barrier_internal.barrier AS b
-     WHERE b.id = id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        status := 'unknown';
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    caller := barrier_internal.caller();
-    IF caller IS DISTINCT FROM locked.owner THEN
-        PERFORM barrier_internal.check_owner(fn, caller, locked.owner, id);
-    END IF;
+    LOOP
+        SELECT b.status, b.expected, b.remaining, b.slotted, b.round,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
+               b.result_bytes
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id
+           FOR NO KEY UPDATE;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            status := 'unknown';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END LOOP;
 
     -- A barrier is slotted or not from its first report on, and slots run from 0 to
     -- expected - 1; a report that breaks either is a bad argument whatever the state.
@@ -656,7 +738,7 @@ BEGIN
     IF locked.status <> 'pending' OR locked.past_expiry THEN
         IF locked.status = 'complete' THEN
             -- A retried task whose slot was counted learns just that, before or after the fire.
-            IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.result AS r
+            IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.my_result AS r
                                              WHERE r.barrier_id = id AND r.slot = slot) THEN
                 status := 'duplicate';
             ELSE
@@ -683,9 +765,9 @@ BEGIN
 
     -- The slot, or the next arrival position (unique: arrivals are numbered under the lock).
     position := COALESCE(slot, locked.expected - locked.remaining);
-    INSERT INTO barrier_internal.result AS r (barrier_id, slot, result)
+    INSERT INTO barrier_internal.my_result AS r (barrier_id, slot, result)
     VALUES (id, position, result)
-    ON CONFLICT ON CONSTRAINT result_pkey DO NOTHING;
+    ON CONFLICT ((r.barrier_id), (r.slot)) DO NOTHING;
     IF NOT FOUND THEN
         IF slot IS NULL THEN
             PERFORM barrier_internal.raise('XX000',
@@ -707,7 +789,7 @@ BEGIN
             'Report smaller results, such as references to where the data is.');
     END IF;
     remaining := locked.remaining - 1;
-    UPDATE barrier_internal.barrier AS b
+    UPDATE barrier_internal.my_barrier AS b
        SET remaining = remaining, slotted = slot IS NOT NULL, result_bytes = weight,
            progress_at = statement_timestamp(),
            status = CASE WHEN remaining = 0 THEN 'complete' ELSE b.status END,
@@ -729,13 +811,14 @@ $$;
 
 -- Aborts a live barrier: frees its results, keeps a tombstone until its expiry, notifies.
 CREATE FUNCTION barrier_abort(id text, reason text DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
     id text COLLATE "C" := barrier_abort.id;
     fn constant text := 'barrier_abort';
+    tried integer := 0;
     locked record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
@@ -744,16 +827,19 @@ BEGIN
             || octet_length(reason) || ' bytes, the limit is 1024)');
     END IF;
     PERFORM barrier_internal.check_writable(fn);
-    SELECT b.owner::oid AS owner, b.status, b.round,
-           b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
-      INTO locked
-      FROM barrier_internal.barrier AS b
-     WHERE b.id = id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RETURN 'unknown';
-    END IF;
-    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), locked.owner, id);
+    LOOP
+        SELECT b.status, b.round,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id
+           FOR NO KEY UPDATE;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            RETURN 'unknown';
+        END IF;
+    END LOOP;
     IF locked.status = 'complete' THEN
         RETURN 'already_complete';
     ELSIF locked.status = 'aborted' THEN
@@ -782,20 +868,27 @@ AS $$
 DECLARE
     the_id text COLLATE "C" := status.the_id;
     fn constant text := 'barrier_status';
+    tried integer := 0;
     found_row record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, the_id);
-    SELECT b.owner::oid AS owner, b.id, b.status, b.expires_at <= statement_timestamp() AS past,
-           b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at,
-           s.channel, s.callback, s.reason, b.round
-      INTO found_row
-      FROM barrier_internal.barrier AS b
-      JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
-     WHERE b.id = the_id;
-    IF NOT FOUND THEN
+    LOOP
+        SELECT b.id, b.status, b.expires_at <= statement_timestamp() AS past,
+               b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at,
+               s.id IS NOT NULL AS has_spec, s.channel, s.callback, s.reason, b.round
+          INTO found_row
+          FROM barrier_internal.my_barrier AS b
+          LEFT JOIN barrier_internal.my_barrier_spec AS s ON s.id = b.id
+         WHERE b.id = the_id;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, the_id, tried) THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    IF NOT found_row.has_spec THEN
         RETURN;
     END IF;
-    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), found_row.owner, the_id);
     RETURN QUERY SELECT found_row.id,
         CASE WHEN found_row.status = 'pending' AND found_row.past THEN 'expired'
              ELSE found_row.status END,
@@ -809,7 +902,7 @@ CREATE FUNCTION barrier_status(id text)
 RETURNS TABLE (id text, status text, expected integer, remaining integer,
                created_at timestamptz, expires_at timestamptz, finished_at timestamptz,
                channel text, callback jsonb, reason text, round bigint)
-LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE sql STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT * FROM barrier_internal.status($1)
@@ -818,48 +911,86 @@ $$;
 -- The results recorded so far, in slot (or arrival) order; NULL for an unknown barrier and for
 -- an aborted, expired or taken one, whose results were freed.
 CREATE FUNCTION barrier_results(id text) RETURNS jsonb
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
     id text COLLATE "C" := barrier_results.id;
     fn constant text := 'barrier_results';
+    tried integer := 0;
     found_row record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
-    SELECT b.owner::oid AS owner,
-           CASE WHEN (b.status = 'complete' AND b.taken_at IS NULL)
-                  OR (b.status = 'pending' AND b.expires_at > statement_timestamp())
-           THEN COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
-                            FROM barrier_internal.result AS r
-                           WHERE r.barrier_id = b.id), '[]'::jsonb) END AS results
-      INTO found_row
-      FROM barrier_internal.barrier AS b
-     WHERE b.id = id;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), found_row.owner, id);
+    LOOP
+        SELECT CASE WHEN (b.status = 'complete' AND b.taken_at IS NULL)
+                      OR (b.status = 'pending' AND b.expires_at > statement_timestamp())
+               THEN COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
+                                FROM barrier_internal.my_result AS r
+                               WHERE r.barrier_id = b.id), '[]'::jsonb) END AS results
+          INTO found_row
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            RETURN NULL;
+        END IF;
+    END LOOP;
     RETURN found_row.results;
 END
 $$;
 
--- Expires pending barriers past their ttl or their no-progress window (notifying `expired`),
--- then deletes finished barriers older than pg_barrier.retention; at most `max_rows` of each.
--- Without the Rust build's background worker, schedule it (pg_cron: see the README).
-CREATE FUNCTION barrier_sweep(max_rows integer DEFAULT 10000)
+-- Whether every part of `value` lies between 0 and 100 years (months, days and time apart),
+-- without arithmetic that could fail: only such an interval is added to a timestamp of another
+-- role's barrier (see barrier_internal.sweep). The API stores no other.
+CREATE FUNCTION barrier_internal.within_a_century(value interval) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT (pg_catalog.extract('year', value) OPERATOR(pg_catalog.*) 12
+                OPERATOR(pg_catalog.+) pg_catalog.extract('month', value))
+               OPERATOR(pg_catalog.<@) pg_catalog.numrange(0, 1200, '[]')
+       AND pg_catalog.extract('day', value) OPERATOR(pg_catalog.<@) pg_catalog.numrange(0, 36500, '[]')
+       AND (pg_catalog.extract('hour', value) OPERATOR(pg_catalog.*) 3600
+                OPERATOR(pg_catalog.+) pg_catalog.extract('minute', value) OPERATOR(pg_catalog.*) 60
+                OPERATOR(pg_catalog.+) pg_catalog.extract('second', value))
+               OPERATOR(pg_catalog.<@) pg_catalog.numrange(0, 3155760000, '[]')
+$$;
+
+-- Ends round `round` of a locked, live barrier as expired, in the tables themselves: the sweep's
+-- part of barrier_internal.end_round, run with the privileges of the tables' owner.
+CREATE FUNCTION barrier_internal.expire(id text, round bigint, reason text) RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    the_channel text;
+BEGIN
+    UPDATE barrier_internal.barrier AS b
+       SET status = 'expired', finished_at = statement_timestamp(), result_bytes = 0
+     WHERE b.id = expire.id;
+    UPDATE barrier_internal.barrier_spec AS s SET reason = expire.reason
+     WHERE s.id = expire.id
+    RETURNING s.channel INTO the_channel;
+    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = expire.id;
+    PERFORM barrier_internal.notify(the_channel, expire.id, 'expired', expire.round);
+END
+$$;
+
+-- barrier_sweep's work over every role's barriers, in the tables themselves: for callers with
+-- the privileges of the tables' owner (barrier_sweep as a superuser or the owner, and
+-- barrier_internal.sweep_as_owner). Anything a role may have written into its rows is expected:
+-- a barrier without a spec, a spec whose channel or stall_timeout the API would refuse, any
+-- timestamp; none of it makes the sweep fail.
+CREATE FUNCTION barrier_internal.sweep(max_rows integer, retention interval)
 RETURNS TABLE (expired bigint, deleted bigint)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 DECLARE
     fn constant text := 'barrier_sweep';
-    retention interval;
     due_ids text[];
     due_rounds bigint[];
-    due_ttl boolean[];
     stalled_ids text[];
     stalled_rounds bigint[];
     doomed text[];
@@ -867,8 +998,6 @@ DECLARE
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
     PERFORM barrier_internal.check_writable(fn);
-    retention := make_interval(secs => barrier_internal.setting(fn, 'pg_barrier.retention', 86400,
-                                                              0, 2147483647, 's', true));
     -- Rows another transaction holds are skipped: sweeps never wait or deadlock, and two never
     -- pick the same barrier.
     SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
@@ -880,6 +1009,9 @@ BEGIN
              LIMIT max_rows
                FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
     IF cardinality(due_ids) < max_rows THEN
+        -- progress_at + stall_timeout only where it cannot leave the timestamp range: a
+        -- progress_at in the future has not stalled, and the API's stall_timeout is at most a
+        -- century.
         SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
           INTO stalled_ids, stalled_rounds
           FROM (SELECT b.id, b.round
@@ -887,7 +1019,10 @@ BEGIN
                   JOIN barrier_internal.barrier AS b ON b.id = s.id
                  WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
                    AND b.expires_at > statement_timestamp()
-                   AND b.progress_at + s.stall_timeout <= statement_timestamp()
+                   AND CASE WHEN b.progress_at <= statement_timestamp()
+                                 AND barrier_internal.within_a_century(s.stall_timeout)
+                            THEN b.progress_at + s.stall_timeout <= statement_timestamp()
+                            ELSE false END
                  LIMIT max_rows - cardinality(due_ids)
                    FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
     ELSE
@@ -895,11 +1030,11 @@ BEGIN
         stalled_rounds := '{}';
     END IF;
     FOR i IN 1 .. cardinality(due_ids) LOOP
-        PERFORM barrier_internal.end_round(due_ids[i], due_rounds[i], 'expired', NULL);
+        PERFORM barrier_internal.expire(due_ids[i], due_rounds[i], NULL);
     END LOOP;
     FOR i IN 1 .. cardinality(stalled_ids) LOOP
-        PERFORM barrier_internal.end_round(stalled_ids[i], stalled_rounds[i], 'expired',
-                                           'no report within stall_timeout');
+        PERFORM barrier_internal.expire(stalled_ids[i], stalled_rounds[i],
+                                        'no report within stall_timeout');
     END LOOP;
 
     -- Finished barriers past the retention (aborted ones not before their expiry, so that late
@@ -922,33 +1057,80 @@ BEGIN
 END
 $$;
 
+-- barrier_sweep for a caller without the privileges of the tables' owner: the sweep of every
+-- role's barriers that anyone may run in the Rust build, as the tables' owner. It does only what
+-- is due, with the retention stored by ALTER DATABASE / ALTER ROLE or the default, never a value
+-- set in the session: code that runs as another role (an index expression a superuser's ANALYZE
+-- evaluates) cannot shorten it.
+CREATE FUNCTION barrier_internal.sweep_as_owner(max_rows integer)
+RETURNS TABLE (expired bigint, deleted bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM barrier_internal.sweep(max_rows, make_interval(secs =>
+        barrier_internal.setting('barrier_sweep', 'pg_barrier.retention', 86400, 0, 2147483647,
+                                 's', 'stored')));
+END
+$$;
+
+-- Expires pending barriers past their ttl or their no-progress window (notifying `expired`),
+-- then deletes finished barriers older than pg_barrier.retention; at most `max_rows` of each,
+-- over every role's barriers. The session's retention counts only for a caller with the
+-- privileges of the tables' owner (a superuser, or the owner). Without the Rust build's
+-- background worker, schedule it (pg_cron: see the README).
+CREATE FUNCTION barrier_sweep(max_rows integer DEFAULT 10000)
+RETURNS TABLE (expired bigint, deleted bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fn constant text := 'barrier_sweep';
+BEGIN
+    PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
+    PERFORM barrier_internal.check_writable(fn);
+    IF barrier_internal.has_owner_privileges() THEN
+        RETURN QUERY SELECT * FROM barrier_internal.sweep(max_rows, make_interval(secs =>
+            barrier_internal.setting(fn, 'pg_barrier.retention', 86400, 0, 2147483647, 's',
+                                     'session')));
+    ELSE
+        RETURN QUERY SELECT * FROM barrier_internal.sweep_as_owner(max_rows);
+    END IF;
+END
+$$;
+
 -- The results and callback of a completed barrier, handed out once across all sessions.
 CREATE FUNCTION barrier_take(id text) RETURNS TABLE (results jsonb, callback jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
     id text COLLATE "C" := barrier_take.id;
     fn constant text := 'barrier_take';
+    tried integer := 0;
     locked record;
     taken record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_writable(fn);
-    SELECT b.owner::oid AS owner, b.status, b.taken_at IS NOT NULL AS taken
-      INTO locked
-      FROM barrier_internal.barrier AS b
-     WHERE b.id = id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), locked.owner, id);
+    LOOP
+        SELECT b.status, b.taken_at IS NOT NULL AS taken
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id
+           FOR NO KEY UPDATE;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            RETURN;
+        END IF;
+    END LOOP;
     IF locked.status <> 'complete' OR locked.taken THEN
         RETURN;
     END IF;
-    taken := barrier_internal.take(fn, id);
+    taken := barrier_internal.take(fn, id, false);
     RETURN QUERY SELECT taken.results, taken.callback;
 END
 $$;
@@ -957,34 +1139,48 @@ $$;
 -- for, oldest first, and hands each out as barrier_take would.
 CREATE FUNCTION barrier_completions(channel text DEFAULT NULL, max_rows integer DEFAULT 100)
 RETURNS TABLE (id text, finished_at timestamptz, results jsonb, callback jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
     channel text COLLATE "C" := barrier_completions.channel;
     fn constant text := 'barrier_completions';
-    caller oid;
-    other_roles boolean;
+    me oid;
     claimed text[];
+    others boolean[];
+    candidate record;
     taken record;
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
     PERFORM barrier_internal.check_writable(fn);
-    caller := barrier_internal.caller();
-    other_roles := barrier_internal.cross_role();
-    SELECT COALESCE(array_agg(d.id), '{}') INTO claimed
-      FROM (SELECT b.id FROM barrier_internal.barrier AS b
-              JOIN barrier_internal.barrier_spec AS s ON s.id = b.id
-             WHERE b.status = 'complete' AND b.taken_at IS NULL
-               AND (channel IS NULL OR s.channel = channel)
-               AND (b.owner::oid = caller
-                    OR (other_roles AND pg_has_role(caller, b.owner::oid, 'USAGE')))
-             ORDER BY b.finished_at, b.id
-             LIMIT max_rows
-               FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+    me := to_regrole(quote_ident(current_user))::oid;
+    claimed := '{}';
+    others := '{}';
+    -- Oldest first, each locked on its own: the views are security barriers, which PostgreSQL
+    -- plans as subqueries, so a lock taken in one query with ORDER BY and LIMIT would lock
+    -- every candidate before the LIMIT applied. A barrier another consumer holds is skipped
+    -- (SKIP LOCKED), one taken since the candidates were read is not claimed (checked again
+    -- under the lock, in a statement of its own at READ COMMITTED).
+    FOR candidate IN
+        SELECT b.id, b.owner::oid IS DISTINCT FROM me AS other
+          FROM barrier_internal.my_barrier AS b
+          JOIN barrier_internal.my_barrier_spec AS s ON s.id = b.id
+         WHERE b.status = 'complete' AND b.taken_at IS NULL
+           AND (channel IS NULL OR s.channel = channel)
+         ORDER BY b.finished_at, b.id
+    LOOP
+        PERFORM FROM barrier_internal.my_barrier AS b
+          WHERE b.id = candidate.id AND b.status = 'complete' AND b.taken_at IS NULL
+            FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        claimed := claimed || candidate.id;
+        others := others || candidate.other;
+        EXIT WHEN cardinality(claimed) >= max_rows;
+    END LOOP;
     FOR i IN 1 .. cardinality(claimed) LOOP
-        taken := barrier_internal.take(fn, claimed[i]);
+        taken := barrier_internal.take(fn, claimed[i], others[i]);
+        CONTINUE WHEN taken.finished_at IS NULL;
         RETURN QUERY SELECT claimed[i], taken.finished_at, taken.results, taken.callback;
     END LOOP;
 END
@@ -992,30 +1188,34 @@ $$;
 
 -- Adds `extra` tasks to a pending barrier and returns the new `expected`.
 CREATE FUNCTION barrier_add(id text, extra integer) RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
     id text COLLATE "C" := barrier_add.id;
     fn constant text := 'barrier_add';
+    tried integer := 0;
     locked record;
     effective text;
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_positive(fn, 'extra', extra);
     PERFORM barrier_internal.check_writable(fn);
-    SELECT b.owner::oid AS owner, b.status, b.expected,
-           b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
-      INTO locked
-      FROM barrier_internal.barrier AS b
-     WHERE b.id = id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        PERFORM barrier_internal.raise('42704',
-            fn || ': barrier "' || barrier_internal.shown(id) || '" does not exist');
-    END IF;
-    PERFORM barrier_internal.check_owner(fn, barrier_internal.caller(), locked.owner, id);
+    LOOP
+        SELECT b.status, b.expected,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id
+           FOR NO KEY UPDATE;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            PERFORM barrier_internal.raise('42704',
+                fn || ': barrier "' || barrier_internal.shown(id) || '" does not exist');
+        END IF;
+    END LOOP;
     effective := CASE WHEN locked.past_expiry THEN 'expired' ELSE locked.status END;
     IF effective <> 'pending' THEN
         PERFORM barrier_internal.raise('55000',
@@ -1026,7 +1226,7 @@ BEGIN
         PERFORM barrier_internal.raise('22023', fn || ': invalid argument "extra": ' || extra
             || ' more tasks would exceed 2147483647 in all');
     END IF;
-    UPDATE barrier_internal.barrier AS b
+    UPDATE barrier_internal.my_barrier AS b
        SET expected = b.expected + extra, remaining = b.remaining + extra,
            progress_at = statement_timestamp()
      WHERE b.id = id;
@@ -1034,17 +1234,16 @@ BEGIN
 END
 $$;
 
--- Counts over the barriers the calling role may act for, for dashboards and alerts.
+-- Counts over the barriers the calling role may act for, for dashboards and alerts. (A role's
+-- hand-written rows may hold any timestamp and byte count: an infinite created_at has no age,
+-- and the bytes stop at the largest bigint.)
 CREATE FUNCTION barrier_stats()
 RETURNS TABLE (pending bigint, complete bigint, aborted bigint, expired bigint, untaken bigint,
                oldest_pending_age interval, result_rows bigint, result_bytes bigint)
-LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STRICT STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
-DECLARE
-    caller oid := barrier_internal.caller();
-    other_roles boolean := barrier_internal.cross_role();
 BEGIN
     RETURN QUERY
     SELECT count(*) FILTER (WHERE b.status = 'pending'
@@ -1056,15 +1255,20 @@ BEGIN
                                    AND b.expires_at <= statement_timestamp())),
            count(*) FILTER (WHERE b.status = 'complete' AND b.taken_at IS NULL),
            statement_timestamp() - min(b.created_at)
-             FILTER (WHERE b.status = 'pending' AND b.expires_at > statement_timestamp()),
+             FILTER (WHERE b.status = 'pending' AND b.expires_at > statement_timestamp()
+                       AND isfinite(b.created_at)),
            COALESCE(sum(CASE WHEN b.status = 'pending' THEN b.expected - b.remaining
                              WHEN b.status = 'complete' AND b.taken_at IS NULL THEN b.expected
                              ELSE 0 END), 0)::bigint,
-           COALESCE(sum(b.result_bytes), 0)::bigint
-      FROM barrier_internal.barrier AS b
-     WHERE b.owner::oid = caller OR (other_roles AND pg_has_role(caller, b.owner::oid, 'USAGE'));
+           LEAST(COALESCE(sum(b.result_bytes), 0), 9223372036854775807)::bigint
+      FROM barrier_internal.my_barrier AS b;
 END
 $$;
 
--- The helpers are for the functions above only.
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA barrier_internal FROM PUBLIC;
+-- What every role may use: the schema, the views (which show each role its own barriers) and
+-- the helpers, which the API calls as its caller. The tables stay closed.
+GRANT USAGE ON SCHEMA barrier_internal TO PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON barrier_internal.my_barrier, barrier_internal.my_barrier_spec, barrier_internal.my_result
+    TO PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA barrier_internal TO PUBLIC;

@@ -25,10 +25,16 @@ mod tests {
         requires = ["state_tables"]
     );
 
-    /// How many reports this backend counted on the fast path (`src/hot.rs`).
+    /// How many reports this backend counted on the fast path (`src/fast_path.rs`).
     #[pg_extern]
     fn fast_reports() -> i64 {
-        crate::hot::TAKEN.get()
+        crate::fast_path::TAKEN.get()
+    }
+
+    /// What the fast path sees of `barrier_internal.<table>` (`src/fast_path.rs`).
+    #[pg_extern]
+    fn table_fingerprint(table: &str) -> Option<String> {
+        crate::fast_path::fingerprint_of(table)
     }
 
     fn text(sql: &str) -> Option<String> {
@@ -94,15 +100,15 @@ mod tests {
                  'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')"
             )));
         }
-        // Every function pins its search_path in its definition (for sessions still running an
-        // older library after an update) and carries no other setting: the library fixes its
-        // SQL's settings in code (tests/integration/roles.rs calls under a hostile search_path).
+        // No function carries a setting in its definition (each would cost every call a
+        // configuration switch, the fast path's too): the library fixes its SQL's settings in
+        // code (`context::PinnedSettings`; tests/integration/roles.rs calls under a hostile
+        // search_path).
         assert_eq!(
             int(
                 "SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid \
                   JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'pg_barrier' \
-                 WHERE p.proname LIKE 'barrier\\_%' \
-                   AND p.proconfig IS DISTINCT FROM '{\"search_path=pg_catalog, pg_temp\"}'::text[]"
+                 WHERE p.proname LIKE 'barrier\\_%' AND p.proconfig IS NOT NULL"
             ),
             Some(0)
         );
@@ -133,37 +139,14 @@ mod tests {
 
     #[pg_test]
     fn the_fast_path_expects_the_tables_as_installed() {
-        // The fast path declines on tables with other CHECK constraints or indexes than these
-        // (an administrator's additions); a schema change must update the counts.
-        let tables = [
-            (
-                "barrier",
-                crate::hot::BARRIER_CHECKS,
-                crate::hot::BARRIER_INDEXES,
-            ),
-            (
-                "result",
-                crate::hot::RESULT_CHECKS,
-                crate::hot::RESULT_INDEXES,
-            ),
-        ];
-        for (table, checks, indexes) in tables {
-            assert_eq!(
-                int(&format!(
-                    "SELECT count(*) FROM pg_constraint \
-                      WHERE conrelid = 'barrier_internal.{table}'::regclass AND contype = 'c'"
-                )),
-                Some(i64::from(checks)),
-                "{table}"
-            );
-            assert_eq!(
-                int(&format!(
-                    "SELECT count(*) FROM pg_index \
-                      WHERE indrelid = 'barrier_internal.{table}'::regclass"
-                )),
-                Some(i64::from(indexes)),
-                "{table}"
-            );
+        // The fast path declines on tables other than these (an administrator's changes); a
+        // change to src/schema.sql must update the expected fingerprints.
+        for (table, expected) in [
+            ("barrier", crate::fast_path::EXPECTED_BARRIER),
+            ("result", crate::fast_path::EXPECTED_RESULT),
+        ] {
+            let found = text(&format!("SELECT tests.table_fingerprint('{table}')"));
+            assert_eq!(found.as_deref(), Some(expected), "{table}");
         }
     }
 

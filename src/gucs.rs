@@ -29,7 +29,19 @@ pub static SWEEP_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static SWEEP_DATABASES: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(None);
 
+/// Count the common report without SQL (`fast_path`). Superuser-only: turning it off costs
+/// every role throughput, and it exists to compare the two paths and to rule one out.
+pub static FAST_PATH: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"pg_barrier.fast_path",
+        c"Counts the common report without running SQL.",
+        c"Off: every report takes the SQL path. The answers are the same either way.",
+        &FAST_PATH,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"pg_barrier.channel",
         c"NOTIFY channel for barriers enqueued without a channel.",

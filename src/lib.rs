@@ -7,16 +7,24 @@
 
 use pgrx::prelude::*;
 
-mod api;
-mod error;
-mod gucs;
-mod hot;
-mod jsonb;
+// The SQL API, one module per concern.
+mod completions;
+mod housekeeping;
+mod inspect;
 mod lifecycle;
-mod security;
+mod report;
+
+// What the API is built on.
+mod context;
+mod error;
+mod fast_path;
+mod gucs;
+mod jsonb;
+mod owner;
 mod state;
 mod sweeper;
 mod validate;
+mod version;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -26,6 +34,8 @@ extension_sql_file!("schema.sql", name = "state_tables", bootstrap);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    version::init();
+    fast_path::init();
     sweeper::register();
 }
 

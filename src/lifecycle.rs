@@ -1,116 +1,182 @@
-//! Keeping barriers bounded in time and space: sweeping, handing completions to consumers that
-//! did not report the last task, growing a fan-out, and counting what is held.
+//! A barrier's life as its coordinator drives it: registering it (`barrier_enqueue`), growing
+//! its fan-out (`barrier_add`) and giving up on it (`barrier_abort`).
 
-use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::datum::Interval;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 
-use crate::error::{report, BarrierError};
-use crate::gucs;
+use crate::context::write_as_owner;
+use crate::error::{report, BarrierError, Result};
 use crate::jsonb::RawJsonb;
-use crate::security::{check_owner, read_as_owner, write_as_owner};
-use crate::state::{self, Status};
+use crate::owner::check_owner;
+use crate::state::{self, Locked, Spec, Status};
 use crate::validate;
 
-/// Expires pending barriers past their ttl or their no-progress window (notifying `expired`),
-/// then deletes finished barriers older than `pg_barrier.retention`; at most `max_rows` of each.
-///
-/// Barriers another transaction holds are skipped, not waited for: safe beside decrements and
-/// beside other sweeps, and never deadlocks. Call it until both counts are below `max_rows` to
-/// catch up.
-#[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn barrier_sweep(
-    max_rows: default!(Option<i32>, 10000),
-) -> TableIterator<'static, (name!(expired, i64), name!(deleted, i64))> {
-    report("barrier_sweep", || {
-        let max_rows = validate::positive_count("max_rows", max_rows)?;
-        let swept = sweep(max_rows)?;
-        Ok(TableIterator::once((
-            swept.expired as i64,
-            swept.deleted as i64,
-        )))
-    })
+/// What `barrier_abort` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortStatus {
+    Aborted,
+    AlreadyAborted,
+    AlreadyComplete,
+    Expired,
+    Unknown,
 }
 
-/// What one sweep did.
-pub struct Swept {
-    pub expired: usize,
-    pub deleted: usize,
-}
-
-/// One bounded sweep in the current transaction (also run by the background sweeper).
-pub fn sweep(max_rows: i32) -> Result<Swept, BarrierError> {
-    let retention = Interval::from_seconds(f64::from(gucs::RETENTION.get()));
-    write_as_owner(|client, _| {
-        let due = state::lock_due(client, max_rows)?;
-        for barrier in &due {
-            let reason = (!barrier.by_ttl).then_some("no report within stall_timeout");
-            state::end_round(client, &barrier.id, barrier.round, Status::Expired, reason)?;
+impl AbortStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbortStatus::Aborted => "aborted",
+            AbortStatus::AlreadyAborted => "already_aborted",
+            AbortStatus::AlreadyComplete => "already_complete",
+            AbortStatus::Expired => "expired",
+            AbortStatus::Unknown => "unknown",
         }
-        let deleted = state::delete_finished(client, max_rows, retention)?;
-        Ok(Swept {
-            expired: due.len(),
-            deleted,
-        })
+    }
+}
+
+/// Registers barrier `id`, which completes after `expected` task reports.
+///
+/// Returns `'pending'`, or `'complete'` for `expected = 0` (an empty fan-in completes, and
+/// notifies, at once). Re-enqueueing a live barrier with the same arguments changes nothing;
+/// with other arguments it is an error unless `replace`, which starts it over. A finished
+/// barrier (complete, aborted or expired) is replaced by a new round. `stall_timeout` (default
+/// `pg_barrier.stall_timeout`, off) lets `barrier_sweep` expire a barrier that gets no report for
+/// that long.
+#[pg_extern(name = "barrier_enqueue", volatile, parallel_unsafe)]
+fn barrier_enqueue_v2(
+    id: Option<&str>,
+    expected: Option<i32>,
+    callback: default!(Option<RawJsonb>, "NULL"),
+    ttl: default!(Option<Interval>, "NULL"),
+    channel: default!(Option<&str>, "NULL"),
+    replace: default!(Option<bool>, "false"),
+    stall_timeout: default!(Option<Interval>, "NULL"),
+) -> String {
+    report("barrier_enqueue", || {
+        let id = validate::id(id)?;
+        let channel = validate::channel(channel)?;
+        let spec = Spec {
+            expected: validate::expected(expected)?,
+            callback: validate::jsonb_size("callback", callback)?,
+            channel: &channel,
+            ttl: validate::ttl(ttl)?,
+            stall_timeout: validate::stall_timeout(stall_timeout)?,
+        };
+        let replace = validate::required("replace", replace)?;
+        enqueue(id, &spec, replace).map(|status| status.as_str().to_string())
     })
 }
 
-/// The results and callback of a completed barrier, handed out once across all sessions: the
-/// first committed take gets them and frees them; any other gets no row.
-#[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn barrier_take(
+/// The 0.1.0 signature (without `stall_timeout`), under its original C symbol, so that SQL
+/// definitions not yet updated reach this library and get its clear "run ALTER EXTENSION
+/// pg_barrier UPDATE" error rather than a missing-symbol one. No SQL is generated for it.
+#[pg_extern(sql = false)]
+fn barrier_enqueue(
     id: Option<&str>,
-) -> TableIterator<'static, (name!(results, RawJsonb), name!(callback, Option<RawJsonb>))> {
-    report("barrier_take", || {
-        let id = validate::id(id)?;
-        let taken = write_as_owner(|client, caller| {
+    expected: Option<i32>,
+    callback: Option<RawJsonb>,
+    ttl: Option<Interval>,
+    channel: Option<&str>,
+    replace: Option<bool>,
+) -> String {
+    barrier_enqueue_v2(id, expected, callback, ttl, channel, replace, None)
+}
+
+fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
+    write_as_owner(|client, caller| {
+        // The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
+        // so try again once; a second miss cannot happen inside one transaction's own snapshot.
+        for _ in 0..2 {
+            if state::insert_barrier(client, id, caller.role, spec)? {
+                return begin_round(client, id, spec, 1);
+            }
             let Some(barrier) = state::lock(client, id)? else {
-                return Ok(None);
+                continue;
             };
             check_owner(caller, barrier.owner, id)?;
-            if barrier.status != Status::Complete || barrier.taken {
-                return Ok(None);
-            }
-            let (completion, _) = state::take(client, id, caller.memory)?;
-            Ok(Some((completion.results, completion.callback)))
-        })?;
-        Ok(TableIterator::new(taken))
+            return re_enqueue(client, id, spec, replace, &barrier);
+        }
+        Err(BarrierError::Internal(
+            "barrier row vanished twice during enqueue".into(),
+        ))
     })
 }
 
-/// Claims up to `max_rows` completed, untaken barriers (on `channel`, or any), oldest first, and
-/// hands each out as `barrier_take` would. Concurrent consumers never get the same barrier: rows
-/// one holds are skipped by the others. Call it in the transaction that processes them; if that
-/// rolls back, they are listed again.
+/// The status of a round just registered; an empty fan-in is complete at once, and says so.
+fn begin_round(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    spec: &Spec<'_>,
+    round: i64,
+) -> Result<Status> {
+    if spec.expected > 0 {
+        return Ok(Status::Pending);
+    }
+    state::notify(client, spec.channel, id, Status::Complete, round)?;
+    Ok(Status::Complete)
+}
+
+fn re_enqueue(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    spec: &Spec<'_>,
+    replace: bool,
+    barrier: &Locked,
+) -> Result<Status> {
+    match barrier.effective_status() {
+        Status::Pending if !replace => {
+            return match state::compare_spec(client, id, spec)? {
+                Ok(()) => Ok(Status::Pending),
+                Err(detail) => Err(BarrierError::Conflict {
+                    id: id.to_string(),
+                    detail,
+                }),
+            };
+        }
+        Status::Expired if barrier.status == Status::Pending => expire(client, id, barrier)?,
+        _ => {}
+    }
+    let round = state::start_new_round(client, id, spec)?;
+    begin_round(client, id, spec, round)
+}
+
+/// Stores the expiry that a caller just observed, and tells the listeners.
+pub fn expire(client: &mut SpiClient<'_>, id: &str, barrier: &Locked) -> Result<()> {
+    state::end_round(client, id, barrier.round, Status::Expired, None)
+}
+
+/// Aborts a live barrier: frees its results, keeps a tombstone until its expiry, notifies.
+///
+/// Returns `'aborted'`, `'already_aborted'`, `'already_complete'`, `'expired'` or `'unknown'`.
 #[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-#[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
-fn barrier_completions(
-    channel: default!(Option<&str>, "NULL"),
-    max_rows: default!(Option<i32>, 100),
-) -> TableIterator<
-    'static,
-    (
-        name!(id, String),
-        name!(finished_at, TimestampWithTimeZone),
-        name!(results, RawJsonb),
-        name!(callback, Option<RawJsonb>),
-    ),
-> {
-    report("barrier_completions", || {
-        let max_rows = validate::positive_count("max_rows", max_rows)?;
-        let rows = write_as_owner(|client, caller| {
-            let claimed = state::claim_completions(client, max_rows, channel, caller.role)?;
-            claimed
-                .into_iter()
-                .map(|id| {
-                    let (completion, finished_at) = state::take(client, &id, caller.memory)?;
-                    Ok((id, finished_at, completion.results, completion.callback))
-                })
-                .collect::<Result<Vec<_>, BarrierError>>()
-        })?;
-        Ok(TableIterator::new(rows))
+fn barrier_abort(id: Option<&str>, reason: default!(Option<&str>, "NULL")) -> String {
+    report("barrier_abort", || {
+        let id = validate::id(id)?;
+        let reason = validate::reason(reason)?;
+        abort(id, reason).map(|status| status.as_str().to_string())
+    })
+}
+
+fn abort(id: &str, reason: Option<&str>) -> Result<AbortStatus> {
+    write_as_owner(|client, caller| {
+        let Some(barrier) = state::lock(client, id)? else {
+            return Ok(AbortStatus::Unknown);
+        };
+        check_owner(caller, barrier.owner, id)?;
+        Ok(match barrier.effective_status() {
+            Status::Complete => AbortStatus::AlreadyComplete,
+            Status::Aborted => AbortStatus::AlreadyAborted,
+            Status::Expired => {
+                if barrier.status == Status::Pending {
+                    expire(client, id, &barrier)?;
+                }
+                AbortStatus::Expired
+            }
+            Status::Pending => {
+                state::end_round(client, id, barrier.round, Status::Aborted, reason)?;
+                AbortStatus::Aborted
+            }
+        })
     })
 }
 
@@ -118,7 +184,6 @@ fn barrier_completions(
 /// slotted one) and returns the new `expected`. The barrier then completes only when every task,
 /// old and new, has reported.
 #[pg_extern(volatile, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
 fn barrier_add(id: Option<&str>, extra: Option<i32>) -> i32 {
     report("barrier_add", || {
         let id = validate::id(id)?;
@@ -144,37 +209,5 @@ fn barrier_add(id: Option<&str>, extra: Option<i32>) -> i32 {
             state::add(client, id, extra)?;
             Ok(expected)
         })
-    })
-}
-
-/// Counts over the barriers the calling role may act for, for dashboards and alerts.
-#[pg_extern(stable, parallel_restricted)]
-#[search_path(pg_catalog, pg_temp)]
-#[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
-fn barrier_stats() -> TableIterator<
-    'static,
-    (
-        name!(pending, i64),
-        name!(complete, i64),
-        name!(aborted, i64),
-        name!(expired, i64),
-        name!(untaken, i64),
-        name!(oldest_pending_age, Option<Interval>),
-        name!(result_rows, i64),
-        name!(result_bytes, i64),
-    ),
-> {
-    report("barrier_stats", || {
-        let stats = read_as_owner(|client, caller| state::stats(client, caller.role))?;
-        Ok(TableIterator::once((
-            stats.pending,
-            stats.complete,
-            stats.aborted,
-            stats.expired,
-            stats.untaken,
-            stats.oldest_pending_age,
-            stats.result_rows,
-            stats.result_bytes,
-        )))
     })
 }

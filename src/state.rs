@@ -1,8 +1,9 @@
 //! All SQL that reads or writes barrier state, in one place.
 //!
 //! Every statement is fixed text with parameters, prepared once per backend, and names every
-//! object by schema. The API functions pin `search_path` to `pg_catalog, pg_temp` as well, so an
-//! unqualified operator or function here can only resolve to the built-in one.
+//! object by schema. It runs with `search_path` pinned to `pg_catalog, pg_temp`
+//! (`context::PinnedSettings`), so an unqualified operator or function here can only resolve to
+//! the built-in one.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -159,18 +160,99 @@ pub fn lock(client: &mut SpiClient<'_>, id: &str) -> Result<Option<Locked>> {
     let Some(row) = table.into_iter().next() else {
         return Ok(None);
     };
-    let status: String = required(row.get(2)?)?;
-    Ok(Some(Locked {
-        owner: required(row.get(1)?)?,
-        status: Status::parse(&status)?,
-        expected: required(row.get(3)?)?,
-        remaining: required(row.get(4)?)?,
-        slotted: row.get(5)?,
-        round: required(row.get(6)?)?,
-        past_expiry: required(row.get(7)?)?,
-        taken: required(row.get(8)?)?,
-        result_bytes: required(row.get(9)?)?,
-    }))
+    Ok(Some(Locked::read(&row)?))
+}
+
+impl Locked {
+    /// The first nine columns of a row of `LOCK` or `LOCK_AND_COUNT`.
+    fn read(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Locked> {
+        let status: String = required(row.get(2)?)?;
+        Ok(Locked {
+            owner: required(row.get(1)?)?,
+            status: Status::parse(&status)?,
+            expected: required(row.get(3)?)?,
+            remaining: required(row.get(4)?)?,
+            slotted: row.get(5)?,
+            round: required(row.get(6)?)?,
+            past_expiry: required(row.get(7)?)?,
+            taken: required(row.get(8)?)?,
+            result_bytes: required(row.get(9)?)?,
+        })
+    }
+}
+
+static LOCK_AND_COUNT: Statement = Statement {
+    sql: "WITH locked AS ( \
+              SELECT b.owner::oid, b.status, b.expected, b.remaining, b.slotted, b.round, \
+                     b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
+                       AS past_expiry, \
+                     b.taken_at IS NOT NULL, b.result_bytes \
+                FROM barrier_internal.barrier b \
+               WHERE b.id = $1 \
+                 FOR NO KEY UPDATE), \
+          recorded AS ( \
+              INSERT INTO barrier_internal.result (barrier_id, slot, result) \
+              SELECT $1, COALESCE($3, l.expected - l.remaining), $2 \
+                FROM locked l \
+               WHERE l.status = 'pending' AND NOT l.past_expiry \
+                 AND l.remaining > 1 AND l.remaining <= l.expected \
+                 AND pg_catalog.pg_has_role($4, l.owner, 'USAGE') \
+                 AND (l.slotted IS NULL OR l.slotted = ($3 IS NOT NULL)) \
+                 AND ($3 IS NULL OR $3 < l.expected) \
+                 AND l.result_bytes + $5 <= $6 \
+              ON CONFLICT (barrier_id, slot) DO NOTHING \
+              RETURNING 1), \
+          counted AS ( \
+              UPDATE barrier_internal.barrier b \
+                 SET remaining = pg_catalog.int4larger(b.remaining - 1, 0), \
+                     slotted = ($3 IS NOT NULL), \
+                     result_bytes = b.result_bytes + $5, \
+                     progress_at = pg_catalog.statement_timestamp() \
+               WHERE b.id = $1 AND EXISTS (SELECT FROM recorded) \
+              RETURNING b.remaining) \
+          SELECT l.*, (SELECT c.remaining FROM counted c) FROM locked l",
+    types: &[TEXT, JSONB, INT4, OID, INT8, INT8],
+    writes: true,
+};
+
+/// `lock`, and in the same statement the common report: one that the barrier is waiting for and
+/// that leaves work to do, passing every check `report` makes (the caller may act on the
+/// barrier, the slot fits and has not reported, the results stay under their cap). Then the
+/// result is recorded and the counter decremented, and the new remaining count comes back
+/// beside the row as it was; otherwise nothing is written and `report` decides with the row.
+///
+/// `weight` is what `result` adds to the barrier's results (`validate::result_weight`).
+///
+/// At READ COMMITTED, when the row changed after the statement's snapshot (a new round began,
+/// say), `locked` waits for that change and decides on the newest version, and so does the
+/// `UPDATE`: it finds the version its snapshot sees, fails to update it and follows the chain
+/// to the newest one, which it computes the new counter from. But it checks the constraints of
+/// the row computed from the old version first, so `remaining` there must not go below zero
+/// (an old version may be a finished round): hence `int4larger(remaining - 1, 0)`, which on the
+/// version actually written, decided on by `recorded` (`remaining > 1`), is `remaining - 1`.
+pub fn lock_and_count(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    result: Option<RawJsonb>,
+    slot: Option<i32>,
+    caller: pg_sys::Oid,
+    weight: i64,
+) -> Result<Option<(Locked, Option<i32>)>> {
+    let table = LOCK_AND_COUNT.write(
+        client,
+        &[
+            id.into(),
+            result.into(),
+            slot.into(),
+            caller.into(),
+            weight.into(),
+            crate::validate::MAX_BARRIER_RESULT_BYTES.into(),
+        ],
+    )?;
+    let Some(row) = table.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some((Locked::read(&row)?, row.get(10)?)))
 }
 
 fn required<T>(value: Option<T>) -> Result<T> {

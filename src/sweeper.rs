@@ -7,7 +7,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags
 use pgrx::prelude::*;
 
 use crate::gucs;
-use crate::lifecycle::{sweep, Swept};
+use crate::housekeeping::{sweep, Swept};
 
 /// Rows per sweep transaction; a full batch is followed at once by another.
 const BATCH: i32 = 10_000;
@@ -98,7 +98,7 @@ fn sweep_once() -> Result<Swept, String> {
     PgTryBuilder::new(|| {
         Ok(BackgroundWorker::transaction(|| {
             // `sweep` runs its SQL under the settings every API function fixes (see
-            // `security::PinnedSettings`). Any failure is raised as an ERROR, so the
+            // `context::PinnedSettings`). Any failure is raised as an ERROR, so the
             // transaction is rolled back below.
             crate::error::report("pg_barrier sweeper", || sweep(BATCH))
         }))

@@ -175,8 +175,7 @@ const ARRAY_ELEMENT_OVERHEAD: i64 = 8;
 /// The weight of a barrier's results once `result` is added, if still within
 /// `MAX_BARRIER_RESULT_BYTES`.
 pub fn results_weight(id: &str, recorded: i64, result: Option<RawJsonb>) -> Result<i64> {
-    let size = result.map_or(0, |value| value.size() as i64) + ARRAY_ELEMENT_OVERHEAD;
-    let total = recorded + size;
+    let total = recorded + result_weight(result);
     if total > MAX_BARRIER_RESULT_BYTES {
         return Err(BarrierError::ResultsTooLarge {
             id: id.to_string(),
@@ -184,6 +183,11 @@ pub fn results_weight(id: &str, recorded: i64, result: Option<RawJsonb>) -> Resu
         });
     }
     Ok(total)
+}
+
+/// What one result adds to its barrier's results as one jsonb array.
+pub fn result_weight(result: Option<RawJsonb>) -> i64 {
+    result.map_or(0, |value| value.size() as i64) + ARRAY_ELEMENT_OVERHEAD
 }
 
 /// A count that must be at least 1 (`max_rows`, `extra`).

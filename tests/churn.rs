@@ -6,8 +6,10 @@
 #[path = "integration/support.rs"]
 mod support;
 
-/// The edition `support` connects to.
-const EDITION: support::Edition = support::Edition::Rust;
+/// What `support` connects to.
+fn target() -> support::Target {
+    support::Target::RUST
+}
 
 use postgres::Client;
 

@@ -14,8 +14,10 @@ mod support;
 #[path = "scratch/cluster.rs"]
 mod cluster;
 
-/// The edition `support` connects to.
-const EDITION: support::Edition = support::Edition::Rust;
+/// What `support` connects to.
+fn target() -> support::Target {
+    support::Target::RUST
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

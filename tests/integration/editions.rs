@@ -156,15 +156,26 @@ fn switching_editions_in_place_keeps_barriers_in_flight() {
         .unwrap()
         .get(0);
     assert_eq!(reason.as_deref(), Some("before the switch"));
-    // The SQL edition's helpers went with it.
-    let helpers: i64 = app
+    // The SQL edition's helpers and views went with it, and the schema is closed again.
+    let row = app
         .query_one(
-            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'barrier_internal'::regnamespace",
+            "SELECT (SELECT count(*) FROM pg_proc
+                      WHERE pronamespace = 'barrier_internal'::regnamespace),
+                    (SELECT count(*) FROM pg_class
+                      WHERE relnamespace = 'barrier_internal'::regnamespace AND relkind = 'v'),
+                    has_schema_privilege('public', 'barrier_internal', 'USAGE')",
             &[],
         )
-        .unwrap()
-        .get(0);
-    assert_eq!(helpers, 0);
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, bool>(2)
+        ),
+        (0, 0, false),
+        "helpers, views, PUBLIC's USAGE on barrier_internal"
+    );
 }
 
 /// pg_dump of one edition restored into a database where the other one is installed (as when

@@ -9,7 +9,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use serde_json::json;
 
-use crate::support::{connect, decr, sqlstate, stored};
+use crate::support::{backend_pid, connect, decr, sqlstate, stored, wait_until_blocked};
 
 #[test]
 fn timeouts_and_cancels_while_waiting_change_nothing() {
@@ -66,35 +66,6 @@ fn timeouts_and_cancels_while_waiting_change_nothing() {
         decr(&mut waiter, id, None, Some(2)).unwrap().status,
         "complete"
     );
-}
-
-/// Blocks until session `pid` waits on a lock; fails after 30 s.
-fn wait_until_blocked(admin: &mut postgres::Client, pid: i32) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: bool = admin
-            .query_one(
-                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
-            .unwrap()
-            .get(0);
-        if waiting {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "session {pid} never waited on a lock"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn backend_pid(client: &mut postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0)
 }
 
 #[test]

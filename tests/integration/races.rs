@@ -8,7 +8,8 @@ use postgres::IsolationLevel;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, assert_no_backend_crashed, connect, decr, seed, sqlstate, Answer, Rng,
+    assert_indexes_whole, assert_no_backend_crashed, backend_pid, connect, decr, seed, sqlstate,
+    stored, wait_until_blocked, Answer, Rng,
 };
 
 const SESSIONS: usize = 16;
@@ -306,5 +307,47 @@ fn snapshot_isolation_turns_a_lost_race_into_40001() {
             .unwrap();
         assert_eq!(decr(&mut tx, id, None, None).unwrap().status, "complete");
         tx.commit().unwrap();
+    }
+}
+
+/// A report that finds its barrier finished and waits for a coordinator's enqueue of a new
+/// round counts in that round once the enqueue commits: it is decided on the newest version of
+/// the barrier, not on the finished one its snapshot saw.
+#[test]
+fn a_report_waiting_for_a_new_round_counts_in_it() {
+    for slot in [None, Some(2)] {
+        let id = format!("next-round-{}", slot.is_some());
+        let mut admin = connect();
+        admin
+            .batch_execute(&format!("SELECT barrier_enqueue('{id}', 1)"))
+            .unwrap();
+        let slot_of_first = slot.map(|_| 0);
+        assert_eq!(
+            decr(&mut admin, &id, None, slot_of_first).unwrap().status,
+            "complete"
+        );
+        let mut coordinator_session = connect();
+        let mut coordinator = coordinator_session.transaction().unwrap();
+        coordinator
+            .batch_execute(&format!("SELECT barrier_enqueue('{id}', 4)"))
+            .unwrap();
+        let mut reporter = connect();
+        let pid = backend_pid(&mut reporter);
+        let waiting_id = id.clone();
+        let report =
+            thread::spawn(move || decr(&mut reporter, &waiting_id, Some(&json!("late")), slot));
+        wait_until_blocked(&mut admin, pid);
+        coordinator.commit().unwrap();
+        let answer = report
+            .join()
+            .unwrap()
+            .expect("the waiting report must count");
+        assert_eq!(
+            (answer.status.as_str(), answer.remaining),
+            ("pending", Some(3)),
+            "{id}"
+        );
+        let (status, remaining, _) = stored(&mut admin, &id);
+        assert_eq!((status.as_str(), remaining), ("pending", 3), "{id}");
     }
 }

@@ -3,7 +3,8 @@
 use postgres::Client;
 
 use crate::support::{
-    connect, connect_as, create_extension, database, decr, edition, sqlstate, stored, Edition,
+    connect, connect_as, create_extension, database, decr, edition, fresh_database, sqlstate,
+    stored, Edition,
 };
 
 const DATABASE: &str = "barrier_trusted";
@@ -409,7 +410,8 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             "SELECT p.oid::regprocedure::text, p.prosecdef,
                     coalesce(p.proconfig, '{}') = '{\"search_path=pg_catalog, pg_temp\"}',
                     p.pronamespace = 'barrier_internal'::regnamespace,
-                    p.proconfig IS NULL AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
+                    p.proconfig IS NULL,
+                    has_function_privilege('public', p.oid, 'EXECUTE')
                FROM pg_proc p JOIN pg_depend d
                  ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
                JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_barrier'
@@ -417,25 +419,27 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             &[],
         )
         .unwrap();
-    let definers: Vec<String> = functions
+    let mut definers: Vec<String> = functions
         .iter()
         .filter(|row| row.get::<_, bool>(1))
         .map(|row| row.get(0))
         .collect();
+    definers.sort();
     for row in &functions {
         let name: String = row.get(0);
-        if row.get::<_, bool>(3) {
-            // The SQL edition's helpers run only inside the API's calls, under the path those
-            // pin; nobody else may run them.
-            assert!(
-                row.get::<_, bool>(4),
-                "{name}: a SET clause, or PUBLIC may run it"
-            );
+        let (definer, pinned, helper, unset, public): (bool, bool, bool, bool, bool) =
+            (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+        if helper && !definer {
+            // The SQL edition's helpers run inside the API's calls, under the path those pin,
+            // as the API's caller, who must therefore be allowed to run them.
+            assert!(unset, "{name}: a SET clause");
+            assert!(public, "{name}: PUBLIC may not run it");
+        } else if edition() == Edition::Rust {
+            // The library pins its SQL's settings in code (`context::PinnedSettings`): a setting
+            // in the definition would cost every call a configuration switch.
+            assert!(unset, "{name}: a SET clause");
         } else {
-            assert!(
-                row.get::<_, bool>(2),
-                "{name} does not pin search_path alone"
-            );
+            assert!(pinned, "{name} does not pin search_path alone");
         }
     }
     match edition() {
@@ -444,37 +448,56 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             Vec::<String>::new(),
             "a SECURITY DEFINER function would run as its owner"
         ),
-        // PL/pgSQL cannot switch roles inside a function: the API is SECURITY DEFINER (and
-        // pins search_path, checked above), its helpers are not, and the installer owns none
-        // of them (checked above).
-        Edition::Sql => {
-            let api: Vec<String> = functions
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .filter(|name| {
-                    name.starts_with("barrier_") && !name.starts_with("barrier_internal")
-                })
-                .collect();
-            assert_eq!(api.len(), 10, "{api:?}");
-            let mut definers = definers;
-            definers.sort();
-            let mut api = api;
-            api.sort();
-            assert_eq!(definers, api, "exactly the API runs as the owner");
-        }
+        // The API is SECURITY INVOKER in both editions: a call acts as its caller. Only two
+        // helpers of the SQL edition run as the tables' owner, each for one thing the caller's
+        // privileges cannot do (checked above: they pin search_path).
+        Edition::Sql => assert_eq!(
+            definers,
+            vec![
+                "barrier_internal.barrier_exists(text)".to_string(),
+                "barrier_internal.sweep_as_owner(integer)".to_string(),
+            ],
+            "exactly these run as the owner"
+        ),
     }
-    let public_grants: i64 = superuser
-        .query_one(
-            "SELECT count(*) FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
-              WHERE c.relnamespace = 'barrier_internal'::regnamespace
-                AND a.grantee <> c.relowner",
+    // Grants to anyone but the owner on the state (PUBLIC shows as `-`): none on the tables;
+    // in the SQL edition, USAGE on the schema and its views, through which a role reaches the
+    // rows it may act on (see a_role_reaches_only_its_own_rows_through_the_state_views).
+    let granted: Vec<String> = superuser
+        .query(
+            "SELECT g.item FROM (
+                 SELECT c.relname || ' ' || a.grantee::regrole::text || ' ' || a.privilege_type
+                   FROM pg_class c,
+                        aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+                  WHERE c.relnamespace = 'barrier_internal'::regnamespace
+                    AND a.grantee <> c.relowner
+                 UNION ALL
+                 SELECT n.nspname || ' ' || a.grantee::regrole::text || ' ' || a.privilege_type
+                   FROM pg_namespace n, aclexplode(n.nspacl) a
+                  WHERE n.nspname = 'barrier_internal' AND a.grantee <> n.nspowner
+             ) AS g(item) ORDER BY g.item COLLATE \"C\"",
             &[],
         )
         .unwrap()
-        .get(0);
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<String> = match edition() {
+        Edition::Rust => vec![],
+        Edition::Sql => {
+            let mut expected = vec!["barrier_internal - USAGE".to_string()];
+            for view in ["my_barrier", "my_barrier_spec", "my_result"] {
+                for privilege in ["DELETE", "INSERT", "SELECT", "UPDATE"] {
+                    expected.push(format!("{view} - {privilege}"));
+                }
+            }
+            expected.sort();
+            expected
+        }
+    };
     assert_eq!(
-        public_grants, 0,
-        "someone besides the owner has rights on the state"
+        granted, expected,
+        "someone besides the owner has other rights on the state"
     );
 
     for statement in [
@@ -627,12 +650,12 @@ fn objects_planted_before_install_and_update_never_run() {
     assert_eq!(shadow_calls(&mut superuser, "public"), Vec::<String>::new());
 }
 
-/// A session that SET ROLE to a role someone then renames or drops keeps that role's identity
-/// (the Rust build sees its oid) or, in the SQL edition, which knows the role only by the name
-/// it was set with, none at all. Either way it gains no access to another role's barrier, and
-/// the SQL edition refuses even its own.
+/// A session that SET ROLE to a role someone then renames keeps that role's identity: both
+/// editions know the caller by its oid (the Rust build's current user, the SQL edition's
+/// current_user and its views' pg_has_role). It gains no access to another role's barrier and
+/// keeps its own.
 #[test]
-fn a_role_renamed_or_dropped_under_a_session_reaches_no_other_barrier() {
+fn a_role_renamed_under_a_session_keeps_its_barriers_and_reaches_no_other() {
     let mut admin = connect();
     admin
         .batch_execute(
@@ -660,14 +683,14 @@ fn a_role_renamed_or_dropped_under_a_session_reaches_no_other_barrier() {
         let error = session.batch_execute(statement).expect_err(statement);
         assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
     }
-    let own = session.batch_execute("SELECT barrier_decr('attackers', NULL)");
-    match edition() {
-        Edition::Rust => own.unwrap(),
-        Edition::Sql => {
-            let error = own.expect_err("an unknown role acting");
-            assert_eq!(sqlstate(&error), "42501", "{error}");
-        }
-    }
+    session
+        .batch_execute("SELECT barrier_decr('attackers', NULL)")
+        .unwrap();
+    assert_eq!(
+        stored(&mut admin, "attackers").1,
+        1,
+        "its own report counted"
+    );
     let listed: i64 = session
         .query_one(
             "SELECT count(*) FROM barrier_completions() WHERE id = 'victims'",
@@ -680,4 +703,412 @@ fn a_role_renamed_or_dropped_under_a_session_reaches_no_other_barrier() {
         stored(&mut admin, "victims"),
         ("pending".into(), 2, Some("[]".into()))
     );
+}
+
+/// The attacker's objects for the test below: an index expression of its own table that calls
+/// the API, behind a function it declares IMMUTABLE, and records in `deputy.loot` what each call
+/// got (errors caught, so that the maintenance that evaluates it goes through). It tries the
+/// victim's completion with barrier_take, then barrier_completions, then barrier_sweep after
+/// setting the retention to 0 (which would delete every finished barrier).
+const DEPUTY: &str = r#"
+    CREATE TABLE deputy.loot (what text, got text);
+    CREATE FUNCTION deputy.record(what text, got text) RETURNS void LANGUAGE sql VOLATILE
+        AS $$ INSERT INTO deputy.loot VALUES (what, got) $$;
+    CREATE FUNCTION deputy.steal(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+    DECLARE
+        r record;
+    BEGIN
+        PERFORM deputy.record('ran', current_user || ' in a session of ' || session_user);
+        BEGIN
+            FOR r IN SELECT * FROM public.barrier_take('deputy-victim') LOOP
+                PERFORM deputy.record('take', r.results::text);
+            END LOOP;
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM deputy.record('take refused', SQLSTATE);
+        END;
+        BEGIN
+            FOR r IN SELECT * FROM public.barrier_completions() LOOP
+                PERFORM deputy.record('completions', r.id || ' ' || r.results::text);
+            END LOOP;
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM deputy.record('completions refused', SQLSTATE);
+        END;
+        BEGIN
+            PERFORM pg_catalog.set_config('pg_barrier.retention', '0', true);
+            FOR r IN SELECT * FROM public.barrier_sweep() LOOP
+                PERFORM deputy.record('sweep', r.deleted::text);
+            END LOOP;
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM deputy.record('sweep refused', SQLSTATE);
+        END;
+        RETURN x;
+    END $$;
+    CREATE TABLE deputy.bait (x int);
+    INSERT INTO deputy.bait VALUES (1), (2);
+    CREATE INDEX ON deputy.bait (deputy.steal(x));
+"#;
+
+/// A plain role hides calls of the API in an index expression of its own table. A superuser's
+/// ANALYZE and REINDEX of that table evaluate it in the superuser's session, as the table's
+/// owner (a security-restricted operation): the calls act for that owner, as everywhere, and
+/// reach nothing of another role. (The SQL edition once took the caller from the session: the
+/// attacker got the victim's completion, and its retention of 0 deleted it.)
+#[test]
+fn an_index_expression_run_by_a_superusers_analyze_acts_for_its_table_owner() {
+    let mut admin = connect();
+    let mut db = fresh_database(&mut admin, "barrier_deputy");
+    db.batch_execute(&create_extension()).unwrap();
+    db.batch_execute(
+        "CREATE ROLE deputy_victim LOGIN; CREATE ROLE deputy_attacker LOGIN;
+         CREATE SCHEMA deputy AUTHORIZATION deputy_attacker;",
+    )
+    .unwrap();
+    let mut victim = connect_as("deputy_victim", "barrier_deputy");
+    victim
+        .batch_execute(
+            "SELECT barrier_enqueue('deputy-victim', 1);
+             SELECT barrier_decr('deputy-victim', '\"secret\"');",
+        )
+        .unwrap();
+    let mut attacker = connect_as("deputy_attacker", "barrier_deputy");
+    attacker.batch_execute(DEPUTY).unwrap();
+    // CREATE INDEX evaluated the expression in the attacker's own session: start afresh.
+    attacker.batch_execute("TRUNCATE deputy.loot").unwrap();
+
+    db.batch_execute("ANALYZE deputy.bait; REINDEX TABLE deputy.bait;")
+        .unwrap();
+    let loot: Vec<(String, String)> = attacker
+        .query("SELECT what, got FROM deputy.loot ORDER BY what, got", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    // The expression ran in the superuser's session, as its owner.
+    let ran = (
+        "ran".to_string(),
+        format!(
+            "deputy_attacker in a session of {}",
+            pgrx_tests::get_pg_user()
+        ),
+    );
+    assert!(
+        loot.contains(&ran),
+        "the maintenance never ran the expression: {loot:?}"
+    );
+    assert!(
+        loot.contains(&("take refused".into(), "42501".into())),
+        "{loot:?}"
+    );
+    for (what, got) in &loot {
+        assert!(
+            what != "take" && what != "completions" && !got.contains("secret"),
+            "the attacker got hold of the victim's completion: {loot:?}"
+        );
+    }
+    // The victim's completion is as it was, and still the victim's to take.
+    assert_eq!(
+        stored(&mut victim, "deputy-victim"),
+        ("complete".into(), 0, Some("[\"secret\"]".into()))
+    );
+    let taken: String = victim
+        .query_one(
+            "SELECT results::text FROM barrier_take('deputy-victim')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, "[\"secret\"]");
+}
+
+/// The SQL edition's views show a role the rows of its own barriers only. Another role's rows
+/// it neither reads nor changes (zero rows), and it cannot create a barrier for another role,
+/// move a row into another role's barrier or add a result or spec to it (44000, the views'
+/// check option). Its own rows it may change by hand: then the API's guarantees for that barrier
+/// are its own business. The tables stay closed in both editions; the Rust build has no views
+/// and keeps the schema closed.
+#[test]
+fn a_role_reaches_only_its_own_rows_through_the_state_views() {
+    let mut admin = connect();
+    let mut db = fresh_database(&mut admin, "barrier_views");
+    db.batch_execute(&create_extension()).unwrap();
+    db.batch_execute("CREATE ROLE views_mine LOGIN; CREATE ROLE views_theirs LOGIN")
+        .unwrap();
+    let mut theirs = connect_as("views_theirs", "barrier_views");
+    theirs
+        .batch_execute(
+            "SELECT barrier_enqueue('views-theirs', 2, '{\"theirs\": 1}');
+             SELECT barrier_decr('views-theirs', '\"t0\"', 0);",
+        )
+        .unwrap();
+    let mut mine = connect_as("views_mine", "barrier_views");
+    mine.batch_execute(
+        "SELECT barrier_enqueue('views-mine', 2);
+         SELECT barrier_decr('views-mine', '\"m0\"', 0);",
+    )
+    .unwrap();
+    for statement in [
+        "SELECT * FROM barrier_internal.barrier",
+        "SELECT * FROM barrier_internal.result",
+        "UPDATE barrier_internal.barrier_spec SET callback = NULL",
+        "DELETE FROM barrier_internal.barrier",
+        "TRUNCATE barrier_internal.result",
+        "CREATE TABLE barrier_internal.planted (x int)",
+    ] {
+        let error = mine.batch_execute(statement).expect_err(statement);
+        assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
+    }
+    match edition() {
+        Edition::Rust => {
+            let row = mine
+                .query_one(
+                    "SELECT has_schema_privilege('barrier_internal', 'USAGE'),
+                            (SELECT count(*) FROM pg_class
+                              WHERE relnamespace = 'barrier_internal'::regnamespace
+                                AND relkind = 'v')",
+                    &[],
+                )
+                .unwrap();
+            assert!(!row.get::<_, bool>(0), "the schema is open");
+            assert_eq!(row.get::<_, i64>(1), 0, "the Rust build has views");
+        }
+        Edition::Sql => {
+            let rows = |client: &mut Client, sql: &str| -> Vec<String> {
+                client
+                    .query(sql, &[])
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect()
+            };
+            assert_eq!(
+                rows(&mut mine, "SELECT id FROM barrier_internal.my_barrier"),
+                ["views-mine"]
+            );
+            assert_eq!(
+                rows(&mut mine, "SELECT id FROM barrier_internal.my_barrier_spec"),
+                ["views-mine"]
+            );
+            assert_eq!(
+                rows(
+                    &mut mine,
+                    "SELECT barrier_id || '/' || slot || '=' || result FROM barrier_internal.my_result"
+                ),
+                ["views-mine/0=\"m0\""]
+            );
+            // A superuser may act on every barrier, so it sees both.
+            assert_eq!(
+                rows(
+                    &mut db,
+                    "SELECT id FROM barrier_internal.my_barrier ORDER BY id"
+                ),
+                ["views-mine", "views-theirs"]
+            );
+            for statement in [
+                "UPDATE barrier_internal.my_barrier SET remaining = 0 WHERE id = 'views-theirs'",
+                "DELETE FROM barrier_internal.my_barrier WHERE id = 'views-theirs'",
+                "UPDATE barrier_internal.my_barrier_spec SET callback = '1' WHERE id = 'views-theirs'",
+                "DELETE FROM barrier_internal.my_barrier_spec WHERE id = 'views-theirs'",
+                "UPDATE barrier_internal.my_result SET result = '1' WHERE barrier_id = 'views-theirs'",
+                "DELETE FROM barrier_internal.my_result WHERE barrier_id = 'views-theirs'",
+            ] {
+                let changed = mine.execute(statement, &[]).unwrap();
+                assert_eq!(changed, 0, "{statement}");
+            }
+            for statement in [
+                "INSERT INTO barrier_internal.my_result VALUES ('views-theirs', 1, '\"forged\"')",
+                "INSERT INTO barrier_internal.my_barrier
+                     (id, round, owner, status, expected, remaining, created_at, expires_at)
+                 VALUES ('views-forged', 1, 'views_theirs', 'pending', 1, 1, now(),
+                         now() + interval '1 hour')",
+                "UPDATE barrier_internal.my_barrier SET owner = 'views_theirs'
+                  WHERE id = 'views-mine'",
+                "UPDATE barrier_internal.my_result SET barrier_id = 'views-theirs', slot = 1
+                  WHERE barrier_id = 'views-mine'",
+                "INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl)
+                 VALUES ('views-nobody', 'x', '1 hour')",
+            ] {
+                let error = mine.batch_execute(statement).expect_err(statement);
+                assert_eq!(sqlstate(&error), "44000", "{statement}: {error}");
+            }
+            // Its own rows are its own to change.
+            let changed = mine
+                .execute(
+                    "UPDATE barrier_internal.my_barrier_spec SET callback = '{\"by\": \"hand\"}'
+                      WHERE id = 'views-mine'",
+                    &[],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+    }
+    // The other role's barrier is as it left it, and completes for it.
+    let callback: String = theirs
+        .query_one(
+            "SELECT callback::text FROM barrier_status('views-theirs')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(callback, "{\"theirs\": 1}");
+    let answer = decr(&mut theirs, "views-theirs", Some(&"t1".into()), Some(1)).unwrap();
+    assert_eq!(answer.status, "complete");
+    assert_eq!(answer.results, Some(serde_json::json!(["t0", "t1"])));
+}
+
+/// Rows a role writes by hand through the SQL edition's views, with any content the tables'
+/// constraints allow, break none of the calls that reach every role's barriers: a superuser's
+/// barrier_stats, barrier_completions and barrier_sweep (with a retention of 0), and any role's
+/// barrier_sweep. Rows it leaves under an id it gave up do not pass to the next role that
+/// enqueues that id. (The Rust build's tables admit no such rows: see the test above.)
+#[test]
+fn a_role_s_hand_written_rows_break_no_superuser_maintenance() {
+    let mut admin = connect();
+    let mut db = fresh_database(&mut admin, "barrier_hand_written");
+    db.batch_execute(&create_extension()).unwrap();
+    db.batch_execute("CREATE ROLE hand_writer LOGIN; CREATE ROLE hand_heir LOGIN")
+        .unwrap();
+    let mut writer = connect_as("hand_writer", "barrier_hand_written");
+    if edition() == Edition::Rust {
+        // The Rust build has no views: a role cannot write a row by hand at all.
+        let error = writer
+            .batch_execute(
+                "INSERT INTO barrier_internal.barrier
+                        (id, round, owner, status, expected, remaining, created_at, expires_at)
+                 VALUES ('hand', 1, 'hand_writer', 'pending', 1, 1, now(), now())",
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&error), "42501");
+        drop(writer);
+        drop(db);
+        admin
+            .batch_execute("DROP DATABASE barrier_hand_written WITH (FORCE)")
+            .unwrap();
+        admin
+            .batch_execute("DROP ROLE hand_writer; DROP ROLE hand_heir;")
+            .unwrap();
+        return;
+    }
+    writer
+        .batch_execute(
+            r#"
+            -- Due for expiry: without a spec; with channels pg_notify refuses; with a long id.
+            INSERT INTO barrier_internal.my_barrier
+                   (id, round, owner, status, expected, remaining, created_at, expires_at)
+            VALUES ('hand-no-spec', 1, 'hand_writer', 'pending', 1, 1, '-infinity',
+                    now() - interval '1 s'),
+                   ('hand-empty-channel', 1, 'hand_writer', 'pending', 1, 1, now(),
+                    now() - interval '1 s'),
+                   ('hand-long-channel', 1, 'hand_writer', 'pending', 1, 1, now(),
+                    now() - interval '1 s'),
+                   (repeat('i', 10000), 1, 'hand_writer', 'pending', 1, 1, now(),
+                    now() - interval '1 s');
+            INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl)
+            VALUES ('hand-empty-channel', '', '1 hour'),
+                   ('hand-long-channel', repeat('c', 100), '1 hour'),
+                   (repeat('i', 10000), 'hand', '1 hour');
+            -- Stall windows whose end lies outside the timestamp range, and one stalled.
+            INSERT INTO barrier_internal.my_barrier
+                   (id, round, owner, status, expected, remaining, created_at, expires_at,
+                    progress_at)
+            VALUES ('hand-stall-late', 1, 'hand_writer', 'pending', 1, 1, 'infinity', 'infinity',
+                    '294000-01-01'),
+                   ('hand-stall-huge', 1, 'hand_writer', 'pending', 1, 1, now(), 'infinity',
+                    '4000-01-01 BC'),
+                   ('hand-stall-negative', 1, 'hand_writer', 'pending', 1, 1, now(), 'infinity',
+                    '4700-01-01 BC'),
+                   ('hand-stalled', 1, 'hand_writer', 'pending', 1, 1, now(), 'infinity',
+                    now() - interval '2 hours');
+            INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl, stall_timeout)
+            VALUES ('hand-stall-late', 'hand', '1 hour', '1 day'),
+                   ('hand-stall-huge', 'hand', '1 hour', '170000000 years'),
+                   ('hand-stall-negative', 'hand', '1 hour', '-100000 years 36500000 days'),
+                   ('hand-stalled', 'hand', '1 hour', '1 hour');
+            -- Completed and untaken: without a spec; with one, a result and byte counts that
+            -- overflow a sum.
+            INSERT INTO barrier_internal.my_barrier
+                   (id, round, owner, status, expected, remaining, created_at, expires_at,
+                    finished_at, result_bytes)
+            VALUES ('hand-done-no-spec', 1, 'hand_writer', 'complete', 0, 0, now(), now(),
+                    now(), 9000000000000000000),
+                   ('hand-done', 1, 'hand_writer', 'complete', 1, 0, now(), now(), now(),
+                    9000000000000000000);
+            INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl)
+            VALUES ('hand-done', 'hand', '1 hour');
+            INSERT INTO barrier_internal.my_result VALUES ('hand-done', 0, '"by hand"');
+            -- A spec and results left under an id whose barrier is gone.
+            INSERT INTO barrier_internal.my_barrier
+                   (id, round, owner, status, expected, remaining, created_at, expires_at)
+            VALUES ('hand-given-up', 1, 'hand_writer', 'pending', 2, 2, now(),
+                    now() + interval '1 hour');
+            INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl, callback)
+            VALUES ('hand-given-up', 'hand', '1 hour', '"planted"');
+            INSERT INTO barrier_internal.my_result
+            VALUES ('hand-given-up', 0, '"planted"'), ('hand-given-up', 1, '"planted"');
+            DELETE FROM barrier_internal.my_barrier WHERE id = 'hand-given-up';
+            "#,
+        )
+        .unwrap();
+
+    // Any role's sweep (here the writer's own, which reaches every barrier as the tables'
+    // owner would) goes through.
+    writer
+        .batch_execute("SELECT * FROM barrier_sweep()")
+        .unwrap();
+    // A superuser's calls reach them all and go through.
+    let bytes: i64 = db
+        .query_one("SELECT result_bytes FROM barrier_stats()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(bytes, i64::MAX);
+    let claimed: Vec<String> = db
+        .query(
+            "SELECT id || ' ' || results::text FROM barrier_completions()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(claimed, ["hand-done [\"by hand\"]"]);
+    db.batch_execute("SET pg_barrier.retention = 0; SELECT * FROM barrier_sweep();")
+        .unwrap();
+    let left: Vec<String> = db
+        .query(
+            "SELECT id || ' ' || status FROM barrier_internal.barrier ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "hand-stall-huge pending",
+            "hand-stall-late pending",
+            "hand-stall-negative pending"
+        ],
+        "the due barriers expired, and the finished ones were deleted"
+    );
+    db.batch_execute("SELECT * FROM barrier_stats(); SELECT * FROM barrier_completions();")
+        .unwrap();
+
+    // The next role to enqueue the given-up id starts with nothing of what was left there.
+    let mut heir = connect_as("hand_heir", "barrier_hand_written");
+    heir.batch_execute("SELECT barrier_enqueue('hand-given-up', 2)")
+        .unwrap();
+    let row = heir
+        .query_one(
+            "SELECT barrier_results('hand-given-up')::text,
+                    (SELECT callback::text FROM barrier_status('hand-given-up'))",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1)),
+        ("[]".into(), None)
+    );
+    decr(&mut heir, "hand-given-up", Some(&"h0".into()), Some(0)).unwrap();
+    let answer = decr(&mut heir, "hand-given-up", Some(&"h1".into()), Some(1)).unwrap();
+    assert_eq!(answer.results, Some(serde_json::json!(["h0", "h1"])));
 }

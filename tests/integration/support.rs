@@ -5,18 +5,48 @@ use std::sync::{Mutex, OnceLock};
 
 use postgres::{Client, Config, NoTls};
 
-/// The two builds of the same API, each tested by its own binary from these same modules.
+/// The two builds of the same API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // each binary names one of them
+#[allow(dead_code)] // a binary may name only one of them
 pub enum Edition {
-    /// The shared library (tests/integration).
+    /// The shared library.
     Rust,
-    /// PL/pgSQL, no library (tests/integration_sql).
+    /// PL/pgSQL, no library.
     Sql,
 }
 
+/// What a test binary runs against: an edition and, for the Rust build, whether reports may
+/// take its fast path (`pg_barrier.fast_path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub edition: Edition,
+    pub fast_path: bool,
+}
+
+#[allow(dead_code)] // each binary names the targets it runs
+impl Target {
+    pub const RUST: Target = Target {
+        edition: Edition::Rust,
+        fast_path: true,
+    };
+    pub const RUST_WITHOUT_FAST_PATH: Target = Target {
+        edition: Edition::Rust,
+        fast_path: false,
+    };
+    pub const SQL: Target = Target {
+        edition: Edition::Sql,
+        fast_path: false,
+    };
+}
+
 pub fn edition() -> Edition {
-    crate::EDITION
+    crate::target().edition
+}
+
+/// Whether reports may take the Rust build's fast path in this run.
+#[allow(dead_code)]
+pub fn fast_path() -> bool {
+    crate::target().fast_path
 }
 
 /// The extension version that installs this binary's edition.
@@ -130,13 +160,19 @@ pub fn assert_no_backend_crashed() {
 /// `pg_barrier.*` settings are placeholders there. (The harness's own database still gets the
 /// Rust build, which loads the library in the sessions that use that database only.)
 fn server_settings() -> Vec<&'static str> {
-    match edition() {
-        Edition::Rust => vec![
+    match crate::target() {
+        Target::RUST => vec![
             "shared_preload_libraries = 'pg_barrier'",
             "pg_barrier.sweep_databases = 'pgrx_tests, postgres'",
             "pg_barrier.sweep_interval = '1s'",
         ],
-        Edition::Sql => vec![],
+        Target::RUST_WITHOUT_FAST_PATH => vec![
+            "shared_preload_libraries = 'pg_barrier'",
+            "pg_barrier.sweep_databases = 'pgrx_tests, postgres'",
+            "pg_barrier.sweep_interval = '1s'",
+            "pg_barrier.fast_path = off",
+        ],
+        _ => vec![],
     }
 }
 
@@ -329,4 +365,34 @@ pub fn dump_into(source: &str, target: &str) {
         );
     }
     std::fs::remove_file(&archive).ok();
+}
+
+/// Blocks until session `pid` waits on a lock; fails after 30 s.
+pub fn wait_until_blocked(admin: &mut postgres::Client, pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: bool = admin
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session {pid} never waited on a lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The server process of a session.
+pub fn backend_pid(client: &mut postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
 }

@@ -109,3 +109,57 @@ fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The library checks the installed version once per transaction, not once per backend: its
+/// sweeper (a process as old as the server) leaves a database alone while it runs the SQL
+/// edition, and sweeps it again once it is switched back, without a restart.
+#[test]
+fn the_sweeper_follows_the_installed_edition_without_a_restart() {
+    let mut db = crate::support::connect_as(&pgrx_tests::get_pg_user(), "postgres");
+    db.batch_execute(&format!(
+        "DROP EXTENSION IF EXISTS pg_barrier; {}",
+        crate::support::create_extension()
+    ))
+    .unwrap();
+    let stored = |db: &mut postgres::Client, id: &str| -> String {
+        db.query_one(
+            "SELECT status FROM barrier_internal.barrier WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let wait_for_expiry = |db: &mut postgres::Client, id: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stored(db, id) != "expired" {
+            assert!(Instant::now() < deadline, "{id} was not swept");
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The sweeper of `postgres` works here, and has seen the Rust build installed.
+    db.batch_execute("SELECT barrier_enqueue('gate-rust', 1, ttl => '1 second')")
+        .unwrap();
+    wait_for_expiry(&mut db, "gate-rust");
+
+    db.batch_execute(&format!(
+        "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
+        crate::support::sql_edition_version()
+    ))
+    .unwrap();
+    db.batch_execute("SELECT barrier_enqueue('gate-sql', 1, ttl => '1 second')")
+        .unwrap();
+    thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        stored(&mut db, "gate-sql"),
+        "pending",
+        "the library swept a database that runs the SQL edition"
+    );
+
+    db.batch_execute(&format!(
+        "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
+        env!("CARGO_PKG_VERSION")
+    ))
+    .unwrap();
+    wait_for_expiry(&mut db, "gate-sql");
+    db.batch_execute("DROP EXTENSION pg_barrier").unwrap();
+}

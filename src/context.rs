@@ -1,15 +1,17 @@
-//! Who may touch which barrier, and how the functions reach tables their callers cannot.
+//! The SPI context every API function runs its SQL in: as the state tables' owner, inside a
+//! security-restricted operation, with the planner and name-resolution settings fixed.
 //!
 //! The state tables grant nothing to anyone but their owner (in a trusted install, the bootstrap
 //! superuser). The API functions are SECURITY INVOKER: each records the calling role, then runs
-//! its fixed, parameterised SQL as the tables' owner inside a security-restricted operation, the
-//! way PostgreSQL itself runs maintenance commands as a table's owner. The caller's own identity
-//! decides ownership checks; it never reaches SQL text.
+//! its fixed, parameterised SQL as the tables' owner, the way PostgreSQL itself runs maintenance
+//! commands as a table's owner. The caller's own identity decides ownership checks (`owner`); it
+//! never reaches SQL text.
 
 use pgrx::pg_sys;
 use pgrx::spi::{Spi, SpiClient};
 
 use crate::error::{BarrierError, Result};
+use crate::version::require_current_schema;
 
 /// Who called, captured before the switch.
 #[derive(Clone, Copy)]
@@ -58,70 +60,6 @@ pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, Caller) -> Result<T>) 
     Spi::connect(|client| work(client, caller))
 }
 
-/// A role may act on a barrier if it has the privileges of the barrier's owner (is the owner, an
-/// inheriting member of it, or a superuser).
-pub fn may_act(caller: Caller, owner: pg_sys::Oid) -> bool {
-    // SAFETY: a catalog lookup on two role oids.
-    caller.role == owner || unsafe { pg_sys::has_privs_of_role(caller.role, owner) }
-}
-
-pub fn check_owner(caller: Caller, owner: pg_sys::Oid, id: &str) -> Result<()> {
-    if may_act(caller, owner) {
-        Ok(())
-    } else {
-        Err(BarrierError::NotOwner { id: id.to_string() })
-    }
-}
-
-thread_local! {
-    /// Set once this backend has seen the installed SQL at this library's version; an update
-    /// cannot go back, so it is never re-checked.
-    static SCHEMA_CURRENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// This library works on the tables of its own version. After the library is replaced, calls
-/// fail with a clear error until `ALTER EXTENSION pg_barrier UPDATE` brings the SQL objects up.
-pub fn require_current_schema() -> Result<()> {
-    if SCHEMA_CURRENT.get() {
-        return Ok(());
-    }
-    // A read-only SPI query: no transaction id, fine on a standby.
-    let found = Spi::connect(|client| {
-        let table = client.select(
-            "SELECT extversion, xmin FROM pg_catalog.pg_extension \
-              WHERE extname OPERATOR(pg_catalog.=) 'pg_barrier'",
-            Some(1),
-            &[],
-        )?;
-        if table.is_empty() {
-            return Ok::<_, pgrx::spi::SpiError>(None);
-        }
-        let row = table.first();
-        Ok(Some((
-            row.get::<String>(1)?,
-            row.get::<pg_sys::TransactionId>(2)?,
-        )))
-    })?;
-    let Some((Some(version), Some(written_by))) = found else {
-        return Err(BarrierError::OutdatedSchema { installed: None });
-    };
-    if version.ends_with("-sql") {
-        return Err(BarrierError::SqlEdition { installed: version });
-    }
-    if version != env!("CARGO_PKG_VERSION") {
-        return Err(BarrierError::OutdatedSchema {
-            installed: Some(version),
-        });
-    }
-    // Remember it only once it is committed: this transaction's own CREATE or ALTER EXTENSION
-    // may still roll back.
-    // SAFETY: a lookup in this backend's transaction state.
-    if !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(written_by) } {
-        SCHEMA_CURRENT.set(true);
-    }
-    Ok(())
-}
-
 /// The owner of the state tables, from the catalog caches: no SPI, no transaction id, nothing
 /// cached across calls (so a re-created extension or a reassigned owner is seen at once).
 fn state_owner() -> Result<pg_sys::Oid> {
@@ -160,9 +98,11 @@ fn state_owner() -> Result<pg_sys::Oid> {
 ///   `barrier_stats`) costs more than every JIT threshold, and compiling it took 90-200 ms per
 ///   call for sub-millisecond work. None of our statements is big enough to gain from JIT.
 ///
-/// The API functions also carry `SET search_path` in their definition. That one matters for a
-/// library older than this guard still loaded in a session after `ALTER EXTENSION UPDATE`: it
-/// runs its SQL under the function's settings only.
+/// Until 0.3.2 the API functions also carried `SET search_path` in their definition, for a 0.2.0
+/// library still loaded in a session after `ALTER EXTENSION UPDATE`. The version gate now
+/// refuses a library whose SQL objects are of another version in every transaction, and the
+/// README asks for a restart after installing a new library, so the functions carry no setting:
+/// one costs every call, the fast path's too, a configuration switch.
 struct PinnedSettings {
     level: std::ffi::c_int,
 }
