@@ -22,9 +22,10 @@
 #                                       them (pg_barrier-tle--*.sql, pg_barrier-schema--*.sql);
 #                                       they are made from the committed scripts alone
 #
-# The SQL edition's views over the state tables, its grants to PUBLIC (USAGE on barrier_internal,
-# the views, EXECUTE on its helpers) and its helpers exist only while it is installed: the switch
-# to the Rust build drops them and closes the schema again, as src/schema.sql leaves it.
+# The SQL edition's views over the state tables, its triggers on them, its grants to PUBLIC (USAGE
+# on barrier_internal, the views, EXECUTE on its helpers) and its helpers exist only while it is
+# installed: the switch to the Rust build drops them and closes the schema again, as
+# src/schema.sql leaves it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -148,6 +149,11 @@ drop_helpers() {
     }' "$1"
 }
 
+# DROP TRIGGER for each trigger a script puts on the state tables (first: they call helpers).
+drop_triggers() {
+  sed -n -E 's/^CREATE TRIGGER ([a-z_]+) .* ON (barrier_internal\.[a-z_]+)$/DROP TRIGGER \1 ON \2;/p' "$1"
+}
+
 # DROP VIEW for each view (barrier_internal.*) a script defines. Nothing but the SQL edition's
 # functions reads them, and those refer to them only inside PL/pgSQL bodies.
 drop_views() {
@@ -178,6 +184,18 @@ drop_views() {
   echo
   # The views and helpers go last: nothing refers to them any more. Then the schema is closed
   # as the Rust build has it (the grants on the views and helpers went with them).
+  drop_triggers sql-edition/functions.sql
+  cat <<'EOF'
+-- Values that only a role writing by hand through the SQL edition's views can leave, and that
+-- the Rust build's sweep and stats would fail on, become what the API would have stored.
+UPDATE barrier_internal.barrier_spec SET stall_timeout = NULL
+ WHERE stall_timeout IS NOT NULL AND NOT barrier_internal.within_a_century(stall_timeout);
+UPDATE barrier_internal.barrier SET progress_at = pg_catalog.statement_timestamp()
+ WHERE NOT pg_catalog.isfinite(progress_at)
+    OR progress_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp();
+UPDATE barrier_internal.barrier SET created_at = pg_catalog.statement_timestamp()
+ WHERE NOT pg_catalog.isfinite(created_at);
+EOF
   drop_views sql-edition/functions.sql
   drop_helpers sql-edition/functions.sql
   echo "REVOKE ALL ON SCHEMA barrier_internal FROM PUBLIC;"
@@ -205,6 +223,7 @@ if [[ -n "$previous" ]]; then
       echo
     fi
     echo "-- The functions and views of $sql_version replace those of $previous."
+    drop_triggers "sql/pg_barrier--$previous.sql"
     drop_views "sql/pg_barrier--$previous.sql"
     drop_helpers "sql/pg_barrier--$previous.sql"
     echo

@@ -32,10 +32,13 @@
 -- expect anything the constraints allow: a pending barrier without its spec, a spec or results
 -- without a barrier, any channel, interval or timestamp.
 --
--- Two helpers run as the tables' owner (SECURITY DEFINER, search_path pinned), each for one
+-- Three helpers run as the tables' owner (SECURITY DEFINER, search_path pinned), each for one
 -- thing a caller's privileges cannot do: barrier_internal.barrier_exists (whether an id is taken,
--- so that a call on another role's barrier fails with 42501 as in the Rust build, not as unknown)
--- and barrier_internal.sweep_as_owner (anyone's barrier_sweep reaches every role's barriers, as
+-- so that a call on another role's barrier fails with 42501 as in the Rust build, not as unknown),
+-- barrier_internal.locked_owner (the owner of a barrier, from its newest row, locked: the
+-- triggers on the result and spec tables check every write with it, so that a role whose
+-- snapshot is old cannot add rows to a barrier that is now another role's) and
+-- barrier_internal.sweep_as_owner (anyone's barrier_sweep reaches every role's barriers, as
 -- in the Rust build, with the retention stored by a superuser, never one set in the session).
 -- The other helpers are SECURITY INVOKER: PUBLIC may run them, and they can do nothing the
 -- caller could not do through the views. They carry no SET clause of their own (one costs a
@@ -96,6 +99,30 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM barrier_internal.barrier AS b
                     WHERE b.id OPERATOR(pg_catalog.=) ($1 COLLATE "C"))
+$$;
+
+-- The owner of barrier `id`, read from its newest row, which stays locked (FOR KEY SHARE) until
+-- the transaction ends; NULL if there is none. Runs as the tables' owner, for the triggers below:
+-- a view's check option decides on the statement's snapshot, which a role can keep old (at
+-- REPEATABLE READ, or in one long statement) while it deletes its barrier and another role
+-- enqueues the same id. Reading the newest row, locked, is exact: at REPEATABLE READ a row
+-- changed since the snapshot raises 40001 instead. It tells who owns an id, which the API's 42501
+-- already tells in part.
+-- (PL/pgSQL rather than SQL: PostgreSQL 15 plans a SQL function's query again on every call.)
+CREATE FUNCTION barrier_internal.locked_owner(id text) RETURNS oid
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    owner oid;
+BEGIN
+    SELECT b.owner::pg_catalog.oid INTO owner
+      FROM barrier_internal.barrier AS b
+     WHERE b.id OPERATOR(pg_catalog.=) (locked_owner.id COLLATE pg_catalog."C")
+       FOR KEY SHARE;
+    RETURN owner;
+END
 $$;
 
 -- Whether the current user has the privileges of the state tables' owner (is it, an inheriting
@@ -1269,6 +1296,40 @@ BEGIN
       FROM barrier_internal.my_barrier AS b;
 END
 $$;
+
+-- Every row written to results and specs, by the API or by hand, belongs to a barrier the writing
+-- role may act on, decided on that barrier's newest row (see locked_owner), before the row is
+-- written: so no role adds a result or spec to another role's barrier, and none learns from a
+-- unique violation whether another role's slot has reported. The tables' owner (a superuser, or
+-- the role that installed the plain script or pg_tle registration) may write any row.
+CREATE FUNCTION barrier_internal.check_result_write() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT COALESCE(pg_catalog.pg_has_role(barrier_internal.locked_owner(NEW.barrier_id), 'USAGE'), false)
+       AND NOT barrier_internal.has_owner_privileges() THEN
+        PERFORM barrier_internal.deny('barrier_internal.result', NEW.barrier_id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION barrier_internal.check_spec_write() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF NOT COALESCE(pg_catalog.pg_has_role(barrier_internal.locked_owner(NEW.id), 'USAGE'), false)
+       AND NOT barrier_internal.has_owner_privileges() THEN
+        PERFORM barrier_internal.deny('barrier_internal.barrier_spec', NEW.id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER barrier_result_owner BEFORE INSERT OR UPDATE ON barrier_internal.result
+    FOR EACH ROW EXECUTE FUNCTION barrier_internal.check_result_write();
+CREATE TRIGGER barrier_spec_owner BEFORE INSERT OR UPDATE ON barrier_internal.barrier_spec
+    FOR EACH ROW EXECUTE FUNCTION barrier_internal.check_spec_write();
 
 -- What every role may use: the schema, the views (which show each role its own barriers) and
 -- the helpers, which the API calls as its caller. The tables stay closed.

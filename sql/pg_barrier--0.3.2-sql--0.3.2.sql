@@ -9,6 +9,7 @@ CREATE OR REPLACE FUNCTION "barrier_abort"(
 	"reason" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_abort_wrapper';
 /* </end connected objects> */
@@ -20,6 +21,7 @@ CREATE OR REPLACE FUNCTION "barrier_add"(
 	"extra" INT /* Option < i32 > */
 ) RETURNS INT /* i32 */
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_add_wrapper';
 /* </end connected objects> */
@@ -36,6 +38,7 @@ CREATE OR REPLACE FUNCTION "barrier_completions"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_completions_wrapper';
 /* </end connected objects> */
@@ -53,6 +56,7 @@ CREATE OR REPLACE FUNCTION "barrier_decr"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_decr_wrapper';
 /* </end connected objects> */
@@ -74,6 +78,7 @@ CREATE OR REPLACE FUNCTION "barrier_enqueue"(
 	"stall_timeout" interval DEFAULT NULL /* Option < Interval > */
 ) RETURNS TEXT /* String */
 VOLATILE PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_enqueue_v2_wrapper';
 /* </end connected objects> */
@@ -84,6 +89,7 @@ CREATE OR REPLACE FUNCTION "barrier_results"(
 	"id" TEXT /* Option < & str > */
 ) RETURNS jsonb /* Option < RawJsonb > */
 STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_results_wrapper';
 /* </end connected objects> */
@@ -101,6 +107,7 @@ CREATE OR REPLACE FUNCTION "barrier_stats"() RETURNS TABLE (
 	"result_bytes" bigint  /* i64 */
 )
 STRICT STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_stats_wrapper';
 /* </end connected objects> */
@@ -123,6 +130,7 @@ CREATE OR REPLACE FUNCTION "barrier_status"(
 	"round" bigint  /* i64 */
 )
 STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_status_wrapper';
 /* </end connected objects> */
@@ -136,6 +144,7 @@ CREATE OR REPLACE FUNCTION "barrier_sweep"(
 	"deleted" bigint  /* i64 */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_sweep_wrapper';
 /* </end connected objects> */
@@ -149,15 +158,28 @@ CREATE OR REPLACE FUNCTION "barrier_take"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_take_wrapper';
 /* </end connected objects> */
 
 
+DROP TRIGGER barrier_result_owner ON barrier_internal.result;
+DROP TRIGGER barrier_spec_owner ON barrier_internal.barrier_spec;
+-- Values that only a role writing by hand through the SQL edition's views can leave, and that
+-- the Rust build's sweep and stats would fail on, become what the API would have stored.
+UPDATE barrier_internal.barrier_spec SET stall_timeout = NULL
+ WHERE stall_timeout IS NOT NULL AND NOT barrier_internal.within_a_century(stall_timeout);
+UPDATE barrier_internal.barrier SET progress_at = pg_catalog.statement_timestamp()
+ WHERE NOT pg_catalog.isfinite(progress_at)
+    OR progress_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp();
+UPDATE barrier_internal.barrier SET created_at = pg_catalog.statement_timestamp()
+ WHERE NOT pg_catalog.isfinite(created_at);
 DROP VIEW barrier_internal.my_barrier;
 DROP VIEW barrier_internal.my_barrier_spec;
 DROP VIEW barrier_internal.my_result;
 DROP FUNCTION barrier_internal.barrier_exists(text);
+DROP FUNCTION barrier_internal.locked_owner(text);
 DROP FUNCTION barrier_internal.has_owner_privileges();
 DROP FUNCTION barrier_internal.raise(text, text, text, text);
 DROP FUNCTION barrier_internal.shown(text);
@@ -181,6 +203,8 @@ DROP FUNCTION barrier_internal.within_a_century(interval);
 DROP FUNCTION barrier_internal.expire(text, bigint, text);
 DROP FUNCTION barrier_internal.sweep(integer, interval);
 DROP FUNCTION barrier_internal.sweep_as_owner(integer);
+DROP FUNCTION barrier_internal.check_result_write();
+DROP FUNCTION barrier_internal.check_spec_write();
 REVOKE ALL ON SCHEMA barrier_internal FROM PUBLIC;
 -- Results and specs without a barrier: only a role writing by hand through the SQL edition's
 -- views leaves them, and the Rust build would hand them to the next barrier of that id.

@@ -81,9 +81,10 @@ CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
 -- One row per counted task of the current round: `slot` is the task's slot for slotted barriers
 -- and its arrival ordinal otherwise. Results are written once and never rewritten.
 --
--- The rule every writer of these rows keeps, in both editions: it holds the barrier's row lock
--- (FOR NO KEY UPDATE or stronger, taken before it looks at the results) and updates the
--- barrier's row in the same transaction. The library's fast path relies on it: a report whose
+-- The rule every write path of both editions keeps: it holds the barrier's row lock (FOR NO KEY
+-- UPDATE or stronger, taken before it looks at the results) and updates the barrier's row in the
+-- same transaction. (Rows a role writes by hand through the SQL edition's views need not; that
+-- edition has no fast path.) The library's fast path relies on it: a report whose
 -- update of the barrier row succeeds knows that no result of that barrier was written since its
 -- snapshot (src/fast_path.rs).
 CREATE TABLE barrier_internal.result (
@@ -109,6 +110,7 @@ CREATE  FUNCTION "barrier_abort"(
 	"reason" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_abort_wrapper';
 /* </end connected objects> */
@@ -120,6 +122,7 @@ CREATE  FUNCTION "barrier_add"(
 	"extra" INT /* Option < i32 > */
 ) RETURNS INT /* i32 */
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_add_wrapper';
 /* </end connected objects> */
@@ -136,6 +139,7 @@ CREATE  FUNCTION "barrier_completions"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_completions_wrapper';
 /* </end connected objects> */
@@ -153,6 +157,7 @@ CREATE  FUNCTION "barrier_decr"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_decr_wrapper';
 /* </end connected objects> */
@@ -174,6 +179,7 @@ CREATE  FUNCTION "barrier_enqueue"(
 	"stall_timeout" interval DEFAULT NULL /* Option < Interval > */
 ) RETURNS TEXT /* String */
 VOLATILE PARALLEL UNSAFE 
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_enqueue_v2_wrapper';
 /* </end connected objects> */
@@ -184,6 +190,7 @@ CREATE  FUNCTION "barrier_results"(
 	"id" TEXT /* Option < & str > */
 ) RETURNS jsonb /* Option < RawJsonb > */
 STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_results_wrapper';
 /* </end connected objects> */
@@ -201,6 +208,7 @@ CREATE  FUNCTION "barrier_stats"() RETURNS TABLE (
 	"result_bytes" bigint  /* i64 */
 )
 STRICT STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_stats_wrapper';
 /* </end connected objects> */
@@ -223,6 +231,7 @@ CREATE  FUNCTION "barrier_status"(
 	"round" bigint  /* i64 */
 )
 STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_status_wrapper';
 /* </end connected objects> */
@@ -236,6 +245,7 @@ CREATE  FUNCTION "barrier_sweep"(
 	"deleted" bigint  /* i64 */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_sweep_wrapper';
 /* </end connected objects> */
@@ -249,6 +259,7 @@ CREATE  FUNCTION "barrier_take"(
 	"callback" jsonb  /* Option < RawJsonb > */
 )
 VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'barrier_take_wrapper';
 /* </end connected objects> */

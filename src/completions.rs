@@ -15,6 +15,7 @@ use crate::validate;
 /// The results and callback of a completed barrier, handed out once across all sessions: the
 /// first committed take gets them and frees them; any other gets no row.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn barrier_take(
     id: Option<&str>,
 ) -> TableIterator<'static, (name!(results, RawJsonb), name!(callback, Option<RawJsonb>))> {
@@ -40,6 +41,7 @@ fn barrier_take(
 /// one holds are skipped by the others. Call it in the transaction that processes them; if that
 /// rolls back, they are listed again.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_completions(
     channel: default!(Option<&str>, "NULL"),

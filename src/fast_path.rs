@@ -134,7 +134,7 @@ mod pg15 {
     use pgrx::{ereport, FromDatum, PgLogLevel, PgSqlErrorCode};
 
     use super::{EXPECTED_BARRIER, EXPECTED_RESULT};
-    use crate::context::Caller;
+    use crate::context::{Caller, PinnedSettings};
     use crate::error::Result;
     use crate::jsonb::RawJsonb;
     use crate::owner;
@@ -162,9 +162,12 @@ mod pg15 {
     thread_local! {
         static SCRATCH: Cell<pg_sys::MemoryContext> = const { Cell::new(null_mut()) };
         static BUSY: Cell<bool> = const { Cell::new(false) };
-        /// The state tables (barrier, result) found as expected since the last relcache
-        /// invalidation of either.
-        static VERIFIED: Cell<Option<(Oid, Oid)>> = const { Cell::new(None) };
+        /// The state tables (barrier, result) this backend last opened, and how many relcache
+        /// invalidations of either it has seen: a verdict stands while that count does.
+        static WATCHED: Cell<(Oid, Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
+        static CHANGES: Cell<u64> = const { Cell::new(0) };
+        /// The state tables found as expected, and the count of changes then.
+        static VERIFIED: Cell<Option<((Oid, Oid), u64)>> = const { Cell::new(None) };
     }
 
     /// Marks the path in use until dropped, also when unwinding from an error.
@@ -227,7 +230,7 @@ mod pg15 {
         }
     }
 
-    /// Registers the relcache callback that forgets `VERIFIED`.
+    /// Registers the relcache callback that counts changes of the state tables.
     pub fn watch_tables() {
         // SAFETY: one callback for the process's lifetime (PostgreSQL allows several per
         // process); it only clears a flag.
@@ -238,10 +241,9 @@ mod pg15 {
 
     #[pgrx::pg_guard]
     unsafe extern "C-unwind" fn tables_changed(_argument: Datum, relation: Oid) {
-        if let Some((barrier, results)) = VERIFIED.get() {
-            if relation == pg_sys::InvalidOid || relation == barrier || relation == results {
-                VERIFIED.set(None);
-            }
+        let (barrier, results) = WATCHED.get();
+        if relation == pg_sys::InvalidOid || relation == barrier || relation == results {
+            CHANGES.set(CHANGES.get() + 1);
         }
     }
 
@@ -346,10 +348,18 @@ mod pg15 {
         unsafe fn open(barrier_oid: Oid, results_oid: Oid) -> Option<Tables> {
             // SAFETY: opens and locks the relations the way an INSERT or UPDATE does.
             unsafe {
+                let oids = (barrier_oid, results_oid);
+                WATCHED.set(oids);
                 let barrier = pg_sys::table_open(barrier_oid, pg_sys::RowExclusiveLock as _);
                 let results = pg_sys::table_open(results_oid, pg_sys::RowExclusiveLock as _);
-                let verified = VERIFIED.get() == Some((barrier_oid, results_oid))
-                    || (matches(barrier, EXPECTED_BARRIER) && matches(results, EXPECTED_RESULT));
+                // Invalidations arrive while locks are taken, so the count is read after them.
+                let changes = CHANGES.get();
+                let verified = VERIFIED.get() == Some((oids, changes)) || {
+                    // PostgreSQL deparses names relative to search_path: pinned, the text
+                    // depends on the catalog alone.
+                    let _settings = PinnedSettings::enter();
+                    matches(barrier, EXPECTED_BARRIER) && matches(results, EXPECTED_RESULT)
+                };
                 // The result row is formed by position: (barrier_id, slot, result).
                 let columns = (verified
                     && (*(*results).rd_att).natts == 3
@@ -371,7 +381,15 @@ mod pg15 {
                     pg_sys::table_close(barrier, pg_sys::NoLock as _);
                     return None;
                 };
-                VERIFIED.set(Some((barrier_oid, results_oid)));
+                if CHANGES.get() != changes {
+                    // A change arrived while the indexes were opened: decide again next time.
+                    pg_sys::index_close(results_key, pg_sys::NoLock as _);
+                    pg_sys::index_close(barrier_key, pg_sys::NoLock as _);
+                    pg_sys::table_close(results, pg_sys::NoLock as _);
+                    pg_sys::table_close(barrier, pg_sys::NoLock as _);
+                    return None;
+                }
+                VERIFIED.set(Some((oids, changes)));
                 Some(Tables {
                     barrier: Keyed {
                         table: barrier,
@@ -863,6 +881,7 @@ mod pg15 {
     pub fn fingerprint_of(table: &str) -> Option<String> {
         let name = CString::new(table).ok()?;
         let _memory = Scratch::enter();
+        let _settings = PinnedSettings::enter();
         // SAFETY: opened and closed here.
         unsafe {
             let schema = pg_sys::get_namespace_oid(c"barrier_internal".as_ptr(), false);

@@ -18,6 +18,7 @@ use crate::validate;
 /// beside other sweeps, and never deadlocks. Call it until both counts are below `max_rows` to
 /// catch up.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn barrier_sweep(
     max_rows: default!(Option<i32>, 10000),
 ) -> TableIterator<'static, (name!(expired, i64), name!(deleted, i64))> {

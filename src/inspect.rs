@@ -17,6 +17,7 @@ use crate::validate;
 /// The barrier as stored: one row, or none if there is no such barrier. This, not NOTIFY, is
 /// the truth about a barrier.
 #[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_status(
     id: Option<&str>,
@@ -67,6 +68,7 @@ fn barrier_status(
 /// The results recorded so far, as a jsonb array in slot (or arrival) order; NULL for an
 /// unknown barrier and for an aborted or expired one, whose results were freed.
 #[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
 fn barrier_results(id: Option<&str>) -> Option<RawJsonb> {
     report("barrier_results", || {
         let id = validate::id(id)?;
@@ -82,6 +84,7 @@ fn barrier_results(id: Option<&str>) -> Option<RawJsonb> {
 
 /// Counts over the barriers the calling role may act for, for dashboards and alerts.
 #[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_stats() -> TableIterator<
     'static,

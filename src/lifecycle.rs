@@ -43,6 +43,7 @@ impl AbortStatus {
 /// `pg_barrier.stall_timeout`, off) lets `barrier_sweep` expire a barrier that gets no report for
 /// that long.
 #[pg_extern(name = "barrier_enqueue", volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn barrier_enqueue_v2(
     id: Option<&str>,
     expected: Option<i32>,
@@ -149,6 +150,7 @@ pub fn expire(client: &mut SpiClient<'_>, id: &str, barrier: &Locked) -> Result<
 ///
 /// Returns `'aborted'`, `'already_aborted'`, `'already_complete'`, `'expired'` or `'unknown'`.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn barrier_abort(id: Option<&str>, reason: default!(Option<&str>, "NULL")) -> String {
     report("barrier_abort", || {
         let id = validate::id(id)?;
@@ -184,6 +186,7 @@ fn abort(id: &str, reason: Option<&str>) -> Result<AbortStatus> {
 /// slotted one) and returns the new `expected`. The barrier then completes only when every task,
 /// old and new, has reported.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn barrier_add(id: Option<&str>, extra: Option<i32>) -> i32 {
     report("barrier_add", || {
         let id = validate::id(id)?;

@@ -71,6 +71,7 @@ impl Decrement {
 /// (or arrival) order and the stored callback. Other answers: `'pending'`, `'duplicate'` (this
 /// slot already reported, also after completion), `'already_complete'`, `'aborted'`, `'expired'`, `'unknown'`.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_decr(
     id: Option<&str>,

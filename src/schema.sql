@@ -71,9 +71,10 @@ CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
 -- One row per counted task of the current round: `slot` is the task's slot for slotted barriers
 -- and its arrival ordinal otherwise. Results are written once and never rewritten.
 --
--- The rule every writer of these rows keeps, in both editions: it holds the barrier's row lock
--- (FOR NO KEY UPDATE or stronger, taken before it looks at the results) and updates the
--- barrier's row in the same transaction. The library's fast path relies on it: a report whose
+-- The rule every write path of both editions keeps: it holds the barrier's row lock (FOR NO KEY
+-- UPDATE or stronger, taken before it looks at the results) and updates the barrier's row in the
+-- same transaction. (Rows a role writes by hand through the SQL edition's views need not; that
+-- edition has no fast path.) The library's fast path relies on it: a report whose
 -- update of the barrier row succeeds knows that no result of that barrier was written since its
 -- snapshot (src/fast_path.rs).
 CREATE TABLE barrier_internal.result (

@@ -895,11 +895,13 @@ static STATS: Statement = Statement {
                  count(*) FILTER (WHERE b.status = 'complete' AND b.taken_at IS NULL), \
                  pg_catalog.statement_timestamp() - min(b.created_at) \
                    FILTER (WHERE b.status = 'pending' \
-                             AND b.expires_at > pg_catalog.statement_timestamp()), \
+                             AND b.expires_at > pg_catalog.statement_timestamp() \
+                             AND pg_catalog.isfinite(b.created_at)), \
                  COALESCE(sum(CASE WHEN b.status = 'pending' THEN b.expected - b.remaining \
                                    WHEN b.status = 'complete' AND b.taken_at IS NULL \
                                    THEN b.expected ELSE 0 END), 0)::bigint, \
-                 COALESCE(sum(b.result_bytes), 0)::bigint \
+                 pg_catalog.numeric_smaller(COALESCE(sum(b.result_bytes), 0), \
+                                            9223372036854775807)::bigint \
             FROM barrier_internal.barrier b \
            WHERE pg_catalog.pg_has_role($1, b.owner::oid, 'USAGE')",
     types: &[OID],

@@ -104,7 +104,8 @@ fn switching_editions_in_place_keeps_barriers_in_flight() {
     );
     decr(&mut app, "switch-plain", Some(&json!("p0")), None).unwrap();
 
-    // To the SQL edition, while another session holds an uncommitted report.
+    // To the SQL edition, while another session holds an uncommitted report: the switch, which
+    // puts triggers on the state tables, waits for it, and the report counts.
     let mut open = connect_as(&pgrx_tests::get_pg_user(), "barrier_switch");
     let mut report = open.transaction().unwrap();
     assert_eq!(
@@ -113,9 +114,15 @@ fn switching_editions_in_place_keeps_barriers_in_flight() {
             .status,
         "pending"
     );
-    app.batch_execute(&format!("ALTER EXTENSION pg_barrier UPDATE TO '{}'", sql()))
-        .unwrap();
+    let app_pid = crate::support::backend_pid(&mut app);
+    let switch = std::thread::spawn(move || {
+        app.batch_execute(&format!("ALTER EXTENSION pg_barrier UPDATE TO '{}'", sql()))
+            .unwrap();
+        app
+    });
+    crate::support::wait_until_blocked(&mut admin, app_pid);
     report.commit().unwrap();
+    let mut app = switch.join().unwrap();
     assert_eq!(installed(&mut app), sql());
     assert_eq!(language(&mut app), "plpgsql");
     // The same session, whose earlier calls went to the library, now reaches PL/pgSQL.
@@ -346,4 +353,48 @@ fn both_editions_raise_the_same_errors() {
         assert_eq!(rust, sql_edition, "the editions answer differently");
     }
     admin.batch_execute("DROP ROLE errors_stranger").ok();
+}
+
+/// Each run of this binary tests what scripts/test.sh names: the functions of its edition, and
+/// in the Rust build reports that take the fast path exactly when the run has it on.
+#[test]
+fn each_run_tests_the_target_it_names() {
+    let mut client = connect();
+    let language: String = client
+        .query_one(
+            "SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+              WHERE p.oid = 'barrier_decr(text, jsonb, integer)'::regprocedure",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    match crate::support::edition() {
+        crate::support::Edition::Sql => assert_eq!(language, "plpgsql"),
+        crate::support::Edition::Rust => {
+            assert_eq!(language, "c");
+            let setting: String = client
+                .query_one("SHOW pg_barrier.fast_path", &[])
+                .unwrap()
+                .get(0);
+            let on = crate::support::fast_path();
+            assert_eq!(setting, if on { "on" } else { "off" });
+            client
+                .batch_execute("SELECT barrier_enqueue('target-check', 3)")
+                .unwrap();
+            let fast = |client: &mut postgres::Client| -> i64 {
+                client
+                    .query_one("SELECT tests.fast_reports()", &[])
+                    .unwrap()
+                    .get(0)
+            };
+            let before = fast(&mut client);
+            assert_eq!(
+                decr(&mut client, "target-check", None, Some(0))
+                    .unwrap()
+                    .status,
+                "pending"
+            );
+            assert_eq!(fast(&mut client), before + i64::from(on));
+        }
+    }
 }

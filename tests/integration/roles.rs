@@ -434,10 +434,6 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             // as the API's caller, who must therefore be allowed to run them.
             assert!(unset, "{name}: a SET clause");
             assert!(public, "{name}: PUBLIC may not run it");
-        } else if edition() == Edition::Rust {
-            // The library pins its SQL's settings in code (`context::PinnedSettings`): a setting
-            // in the definition would cost every call a configuration switch.
-            assert!(unset, "{name}: a SET clause");
         } else {
             assert!(pinned, "{name} does not pin search_path alone");
         }
@@ -448,13 +444,14 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             Vec::<String>::new(),
             "a SECURITY DEFINER function would run as its owner"
         ),
-        // The API is SECURITY INVOKER in both editions: a call acts as its caller. Only two
+        // The API is SECURITY INVOKER in both editions: a call acts as its caller. Only three
         // helpers of the SQL edition run as the tables' owner, each for one thing the caller's
         // privileges cannot do (checked above: they pin search_path).
         Edition::Sql => assert_eq!(
             definers,
             vec![
                 "barrier_internal.barrier_exists(text)".to_string(),
+                "barrier_internal.locked_owner(text)".to_string(),
                 "barrier_internal.sweep_as_owner(integer)".to_string(),
             ],
             "exactly these run as the owner"
@@ -821,9 +818,9 @@ fn an_index_expression_run_by_a_superusers_analyze_acts_for_its_table_owner() {
 }
 
 /// The SQL edition's views show a role the rows of its own barriers only. Another role's rows
-/// it neither reads nor changes (zero rows), and it cannot create a barrier for another role,
-/// move a row into another role's barrier or add a result or spec to it (44000, the views'
-/// check option). Its own rows it may change by hand: then the API's guarantees for that barrier
+/// it neither reads nor changes (zero rows), and it cannot create a barrier for another role
+/// (44000, the views' check option), nor move a row into another role's barrier or add a result
+/// or spec to it (42501, the tables' triggers). Its own rows it may change by hand: then the API's guarantees for that barrier
 /// are its own business. The tables stay closed in both editions; the Rust build has no views
 /// and keeps the schema closed.
 #[test]
@@ -915,20 +912,33 @@ fn a_role_reaches_only_its_own_rows_through_the_state_views() {
                 assert_eq!(changed, 0, "{statement}");
             }
             for statement in [
-                "INSERT INTO barrier_internal.my_result VALUES ('views-theirs', 1, '\"forged\"')",
                 "INSERT INTO barrier_internal.my_barrier
                      (id, round, owner, status, expected, remaining, created_at, expires_at)
                  VALUES ('views-forged', 1, 'views_theirs', 'pending', 1, 1, now(),
                          now() + interval '1 hour')",
                 "UPDATE barrier_internal.my_barrier SET owner = 'views_theirs'
                   WHERE id = 'views-mine'",
+            ] {
+                let error = mine.batch_execute(statement).expect_err(statement);
+                assert_eq!(sqlstate(&error), "44000", "{statement}: {error}");
+            }
+            // Results and specs are checked before they are written, against the barrier's
+            // newest row: refused alike whether the slot has reported (no unique violation
+            // tells) or not, or the barrier exists at all.
+            for statement in [
+                "INSERT INTO barrier_internal.my_result VALUES ('views-theirs', 1, '\"forged\"')",
+                "INSERT INTO barrier_internal.my_result VALUES ('views-theirs', 0, '\"forged\"')",
+                "INSERT INTO barrier_internal.my_result VALUES ('views-theirs', 0, '\"forged\"')
+                     ON CONFLICT DO NOTHING",
                 "UPDATE barrier_internal.my_result SET barrier_id = 'views-theirs', slot = 1
                   WHERE barrier_id = 'views-mine'",
                 "INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl)
                  VALUES ('views-nobody', 'x', '1 hour')",
+                "INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl)
+                 VALUES ('views-theirs', 'x', '1 hour')",
             ] {
                 let error = mine.batch_execute(statement).expect_err(statement);
-                assert_eq!(sqlstate(&error), "44000", "{statement}: {error}");
+                assert_eq!(sqlstate(&error), "42501", "{statement}: {error}");
             }
             // Its own rows are its own to change.
             let changed = mine
@@ -1111,4 +1121,82 @@ fn a_role_s_hand_written_rows_break_no_superuser_maintenance() {
     decr(&mut heir, "hand-given-up", Some(&"h0".into()), Some(0)).unwrap();
     let answer = decr(&mut heir, "hand-given-up", Some(&"h1".into()), Some(1)).unwrap();
     assert_eq!(answer.results, Some(serde_json::json!(["h0", "h1"])));
+
+    // Switched to the Rust build, the rows left there break none of its calls either.
+    db.batch_execute(&format!(
+        "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
+        env!("CARGO_PKG_VERSION")
+    ))
+    .unwrap();
+    db.batch_execute(
+        "SELECT * FROM barrier_sweep(); SELECT * FROM barrier_stats();
+         SELECT * FROM barrier_completions();",
+    )
+    .unwrap();
+}
+
+/// A role that holds an old snapshot (REPEATABLE READ), in which an id is still its own, cannot
+/// add a result to the barrier another role has since enqueued under that id: the write is
+/// checked against the barrier's newest row, not the snapshot (40001 there; 42501 for a fresh
+/// snapshot). The other role's barrier counts its own reports only. In the Rust build no role
+/// writes the tables at all.
+#[test]
+fn an_old_snapshot_cannot_write_into_a_barrier_now_another_role_s() {
+    let mut admin = connect();
+    let mut db = fresh_database(&mut admin, "barrier_stale");
+    db.batch_execute(&create_extension()).unwrap();
+    db.batch_execute("CREATE ROLE stale_first LOGIN; CREATE ROLE stale_next LOGIN")
+        .unwrap();
+    let mut first = connect_as("stale_first", "barrier_stale");
+    first
+        .batch_execute("SELECT barrier_enqueue('reused', 2)")
+        .unwrap();
+    let mut holder_session = connect_as("stale_first", "barrier_stale");
+    let mut holder = holder_session
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    holder
+        .query_one("SELECT count(*) FROM barrier_status('reused')", &[])
+        .unwrap();
+    let poison = "INSERT INTO barrier_internal.my_result VALUES ('reused', 0, '\"poison\"')";
+    match edition() {
+        Edition::Rust => {
+            let error = holder
+                .batch_execute("INSERT INTO barrier_internal.result VALUES ('reused', 0, '1')")
+                .unwrap_err();
+            assert_eq!(sqlstate(&error), "42501");
+        }
+        Edition::Sql => {
+            // The first role gives the id up by hand; the next one enqueues it.
+            first
+                .batch_execute("DELETE FROM barrier_internal.my_barrier WHERE id = 'reused'")
+                .unwrap();
+            let mut next = connect_as("stale_next", "barrier_stale");
+            next.batch_execute("SELECT barrier_enqueue('reused', 2)")
+                .unwrap();
+            let error = holder.batch_execute(poison).unwrap_err();
+            assert_eq!(sqlstate(&error), "40001", "{error}");
+            let error = first.batch_execute(poison).unwrap_err();
+            assert_eq!(sqlstate(&error), "42501", "{error}");
+            let answer = decr(&mut next, "reused", Some(&"n0".into()), Some(0)).unwrap();
+            assert_eq!(
+                (answer.status.as_str(), answer.remaining),
+                ("pending", Some(1))
+            );
+            let answer = decr(&mut next, "reused", Some(&"n1".into()), Some(1)).unwrap();
+            assert_eq!(answer.results, Some(serde_json::json!(["n0", "n1"])));
+        }
+    }
+    drop(holder);
+    drop(holder_session);
+    drop(first);
+    drop(db);
+    admin
+        .batch_execute("DROP DATABASE barrier_stale WITH (FORCE)")
+        .unwrap();
+    admin
+        .batch_execute("DROP ROLE stale_first; DROP ROLE stale_next")
+        .unwrap();
 }

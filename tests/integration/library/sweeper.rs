@@ -9,8 +9,14 @@ use serde_json::json;
 use crate::lifecycle::notifications;
 use crate::support::connect;
 
+/// The tests here change the sweepers' interval and watch them work: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut admin = connect();
     // The worker starts with the server, before the test database exists, and is restarted
     // until it can connect: wait for it.
@@ -73,7 +79,7 @@ fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
     assert_eq!(stored(&mut admin), "pending");
     // ... and back at a second, the reload wakes the worker, which sweeps.
     admin
-        .batch_execute("ALTER SYSTEM RESET pg_barrier.sweep_interval")
+        .batch_execute("ALTER SYSTEM SET pg_barrier.sweep_interval = '1s'")
         .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -115,12 +121,19 @@ fn the_background_sweeper_expires_within_two_intervals_and_stops_on_sigterm() {
 /// edition, and sweeps it again once it is switched back, without a restart.
 #[test]
 fn the_sweeper_follows_the_installed_edition_without_a_restart() {
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut db = crate::support::connect_as(&pgrx_tests::get_pg_user(), "postgres");
     db.batch_execute(&format!(
         "DROP EXTENSION IF EXISTS pg_barrier; {}",
         crate::support::create_extension()
     ))
     .unwrap();
+    // Every second (the server's setting; said again, as a reload may have lost it).
+    db.batch_execute("ALTER SYSTEM SET pg_barrier.sweep_interval = '1s'")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
     let stored = |db: &mut postgres::Client, id: &str| -> String {
         db.query_one(
             "SELECT status FROM barrier_internal.barrier WHERE id = $1",
@@ -132,7 +145,20 @@ fn the_sweeper_follows_the_installed_edition_without_a_restart() {
     let wait_for_expiry = |db: &mut postgres::Client, id: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while stored(db, id) != "expired" {
-            assert!(Instant::now() < deadline, "{id} was not swept");
+            if Instant::now() > deadline {
+                let sweepers: Vec<String> = db
+                    .query(
+                        "SELECT pid || ' ' || datname || ' ' || coalesce(wait_event, '-')
+                                || ' ' || current_setting('pg_barrier.sweep_interval')
+                           FROM pg_stat_activity WHERE backend_type = 'pg_barrier sweeper'",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                panic!("{id} was not swept; sweepers: {sweepers:?}");
+            }
             thread::sleep(Duration::from_millis(100));
         }
     };
