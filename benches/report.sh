@@ -173,7 +173,7 @@ jsonb_slots=${jsonb_key#jsonb-}
   echo
   echo "## The fast path, on and off"
   echo
-  echo "The Rust build counts the common report without SQL (src/fast_path.rs); \\`pg_barrier.fast_path = off\\` sends"
+  echo 'The Rust build counts the common report without SQL (src/fast_path.rs); `pg_barrier.fast_path = off` sends'
   echo "every report through its SQL path (one statement for the common report). Both run above, side by side:"
   echo
   echo "| scenario | setting | fast path on | off | on / off | off / PL/pgSQL twin |"

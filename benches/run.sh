@@ -8,7 +8,7 @@
 # Builds and installs the extension (release), starts a scratch PostgreSQL 15 and a loopback
 # Redis, drives each scenario with pgbench (redis-benchmark for Redis) from several connections,
 # and writes benches/RESULTS.md with two plots, benches/throughput.png and benches/flatness.png.
-# About 13 minutes on 2 cores. Runs as root (re-executed through sudo if not); the server runs
+# About 18 minutes on 2 cores. Runs as root (re-executed through sudo if not); the server runs
 # as the postgres user in /var/tmp/pg_barrier-bench and is stopped at the end.
 #
 # Sizes can be lowered for a quick look (the figures are then not the documented scenarios):
