@@ -150,8 +150,15 @@ drop_helpers() {
 }
 
 # DROP TRIGGER for each trigger a script puts on the state tables (first: they call helpers).
+# Each CREATE TRIGGER must name its table on its first line.
 drop_triggers() {
-  sed -n -E 's/^CREATE TRIGGER ([a-z_]+) .* ON (barrier_internal\.[a-z_]+)$/DROP TRIGGER \1 ON \2;/p' "$1"
+  local drops
+  drops=$(sed -n -E 's/^CREATE TRIGGER ([a-z_]+) .* ON (barrier_internal\.[a-z_]+)$/DROP TRIGGER \1 ON \2;/p' "$1")
+  if [[ $(grep -c '^CREATE TRIGGER' "$1") -ne $(grep -c . <<<"$drops") ]]; then
+    echo "$1: a CREATE TRIGGER this script cannot read (name and table on its first line)" >&2
+    exit 1
+  fi
+  echo "$drops"
 }
 
 # DROP VIEW for each view (barrier_internal.*) a script defines. Nothing but the SQL edition's
@@ -195,6 +202,33 @@ UPDATE barrier_internal.barrier SET progress_at = pg_catalog.statement_timestamp
     OR progress_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp();
 UPDATE barrier_internal.barrier SET created_at = pg_catalog.statement_timestamp()
  WHERE NOT pg_catalog.isfinite(created_at);
+-- Ids longer than the API takes: those barriers go.
+DELETE FROM barrier_internal.result
+ WHERE pg_catalog.octet_length(barrier_id) OPERATOR(pg_catalog.>) 512;
+DELETE FROM barrier_internal.barrier_spec WHERE pg_catalog.octet_length(id) OPERATOR(pg_catalog.>) 512;
+DELETE FROM barrier_internal.barrier WHERE pg_catalog.octet_length(id) OPERATOR(pg_catalog.>) 512;
+-- A barrier without its spec gets the default one, and a channel that LISTEN cannot name the default.
+INSERT INTO barrier_internal.barrier_spec (id, channel, ttl)
+SELECT b.id, 'pg_barrier', interval '6 hours' FROM barrier_internal.barrier AS b
+ WHERE NOT EXISTS (SELECT FROM barrier_internal.barrier_spec AS s
+                    WHERE s.id OPERATOR(pg_catalog.=) b.id);
+UPDATE barrier_internal.barrier_spec SET channel = 'pg_barrier'
+ WHERE channel OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_]*$'
+    OR pg_catalog.octet_length(channel) OPERATOR(pg_catalog.>) 63;
+-- A completion that could not be built as one jsonb value is handed out as taken, its results
+-- freed: the Rust build would fail on it in every barrier_completions.
+WITH oversized AS (
+    SELECT b.id FROM barrier_internal.barrier AS b
+     WHERE b.status OPERATOR(pg_catalog.=) 'complete' AND b.taken_at IS NULL
+       AND (SELECT pg_catalog.sum(barrier_internal.jsonb_bytes(r.result) OPERATOR(pg_catalog.+) 8)
+              FROM barrier_internal.result AS r
+             WHERE r.barrier_id OPERATOR(pg_catalog.=) b.id)
+           OPERATOR(pg_catalog.>) 267386880),
+freed AS (
+    DELETE FROM barrier_internal.result AS r USING oversized AS o
+     WHERE r.barrier_id OPERATOR(pg_catalog.=) o.id)
+UPDATE barrier_internal.barrier AS b SET taken_at = pg_catalog.statement_timestamp()
+  FROM oversized AS o WHERE b.id OPERATOR(pg_catalog.=) o.id;
 EOF
   drop_views sql-edition/functions.sql
   drop_helpers sql-edition/functions.sql
@@ -218,15 +252,16 @@ targets=(
 if [[ -n "$previous" ]]; then
   {
     header "$previous to $sql_version: an update of the SQL edition"
-    if [[ -f "sql-edition/update--$previous--$sql_version.sql" ]]; then
-      cat "sql-edition/update--$previous--$sql_version.sql"
-      echo
-    fi
-    echo "-- The functions and views of $sql_version replace those of $previous."
+    echo "-- The functions, views and triggers of $sql_version replace those of $previous."
     drop_triggers "sql/pg_barrier--$previous.sql"
     drop_views "sql/pg_barrier--$previous.sql"
     drop_helpers "sql/pg_barrier--$previous.sql"
     echo
+    # A hand-written change of the tables runs without the old triggers, before the new ones.
+    if [[ -f "sql-edition/update--$previous--$sql_version.sql" ]]; then
+      cat "sql-edition/update--$previous--$sql_version.sql"
+      echo
+    fi
     replacing <sql-edition/functions.sql
   } >"$out/pg_barrier--$previous--$sql_version.sql"
   targets+=("sql/pg_barrier--$previous--$sql_version.sql")

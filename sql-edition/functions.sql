@@ -27,14 +27,13 @@
 -- expect anything the constraints allow: a pending barrier without its spec, a spec or results
 -- without a barrier, any channel, interval or timestamp.
 --
--- Three helpers run as the tables' owner (SECURITY DEFINER, search_path pinned), each for one
+-- Two helpers run as the tables' owner (SECURITY DEFINER, search_path pinned), each for one
 -- thing a caller's privileges cannot do: barrier_internal.barrier_exists (whether an id is taken,
--- so that a call on another role's barrier fails with 42501 as in the Rust build, not as unknown),
--- barrier_internal.locked_owner (the owner of a barrier, from its newest row, locked: the
--- triggers on the result and spec tables check every write with it, so that a role whose
--- snapshot is old cannot add rows to a barrier that is now another role's) and
--- barrier_internal.sweep_as_owner (anyone's barrier_sweep reaches every role's barriers, as
+-- so that a call on another role's barrier fails with 42501 as in the Rust build, not as unknown)
+-- and barrier_internal.sweep_as_owner (anyone's barrier_sweep reaches every role's barriers, as
 -- in the Rust build, with the retention stored by a superuser, never one set in the session).
+-- Triggers on the result and spec tables check every write, by the API or by hand, against the
+-- barrier's newest row (see check_result_write).
 -- The other helpers are SECURITY INVOKER: PUBLIC may run them, and they can do nothing the
 -- caller could not do through the views. They carry no SET clause of their own (one costs a
 -- search_path switch per call): they run inside the API's calls, under the path those pin.
@@ -50,7 +49,8 @@
 -- through the statement's alias, ((b.id)): a bare name would be read as the PL/pgSQL variable of
 -- the same name, and ON CONSTRAINT names no constraint of a view.
 --
--- Speed: a report runs three statements (the row lock, the result insert, the counter update).
+-- Speed: a report runs three statements (the row lock, the result insert, the counter update),
+-- and the result insert fires the ownership trigger (check_result_write: one more statement).
 -- Around them, everything a report does on its common path is inline or an inlinable SQL
 -- function; PL/pgSQL helpers are called only to raise errors or read settings.
 
@@ -94,30 +94,6 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT FROM barrier_internal.barrier AS b
                     WHERE b.id OPERATOR(pg_catalog.=) ($1 COLLATE "C"))
-$$;
-
--- The owner of barrier `id`, read from its newest row, which stays locked (FOR KEY SHARE) until
--- the transaction ends; NULL if there is none. Runs as the tables' owner, for the triggers below:
--- a view's check option decides on the statement's snapshot, which a role can keep old (at
--- REPEATABLE READ, or in one long statement) while it deletes its barrier and another role
--- enqueues the same id. Reading the newest row, locked, is exact: at REPEATABLE READ a row
--- changed since the snapshot raises 40001 instead. It tells who owns an id, which the API's 42501
--- already tells in part.
--- (PL/pgSQL rather than SQL: PostgreSQL 15 plans a SQL function's query again on every call.)
-CREATE FUNCTION barrier_internal.locked_owner(id text) RETURNS oid
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path TO pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    owner oid;
-BEGIN
-    SELECT b.owner::pg_catalog.oid INTO owner
-      FROM barrier_internal.barrier AS b
-     WHERE b.id OPERATOR(pg_catalog.=) (locked_owner.id COLLATE pg_catalog."C")
-       FOR KEY SHARE;
-    RETURN owner;
-END
 $$;
 
 -- Whether the current user has the privileges of the state tables' owner (is it, an inheriting
@@ -455,8 +431,14 @@ BEGIN
         BEGIN
             done := barrier_internal.completion(take.id);
         EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING '%: barrier "%" of another role cannot be handed out: %', fn,
-                          barrier_internal.shown(take.id), SQLERRM;
+            -- Only rows written by hand can make a completion that cannot be built: it is
+            -- taken out of the queue (results freed), so that it cannot hold up every other.
+            RAISE WARNING '%: barrier "%" of another role cannot be handed out and is dropped: %',
+                          fn, barrier_internal.shown(take.id), SQLERRM;
+            UPDATE barrier_internal.my_barrier AS b
+               SET taken_at = statement_timestamp(), result_bytes = 0
+             WHERE b.id = take.id;
+            DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = take.id;
             RETURN;
         END;
         IF done.channel IS NULL THEN
@@ -1174,41 +1156,36 @@ DECLARE
     channel text COLLATE "C" := barrier_completions.channel;
     fn constant text := 'barrier_completions';
     me oid;
-    claimed text[];
-    others boolean[];
+    handed_out integer := 0;
     candidate record;
     taken record;
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
     PERFORM barrier_internal.check_writable(fn);
     me := to_regrole(quote_ident(current_user))::oid;
-    claimed := '{}';
-    others := '{}';
-    -- Oldest first, each locked on its own: the views are security barriers, which PostgreSQL
-    -- plans as subqueries, so a lock taken in one query with ORDER BY and LIMIT would lock
-    -- every candidate before the LIMIT applied. A barrier another consumer holds is skipped
-    -- (SKIP LOCKED), one taken since the candidates were read is not claimed (checked again
-    -- under the lock, in a statement of its own at READ COMMITTED).
+    -- Oldest first (the partial index barrier_untaken), each locked and handed out on its own:
+    -- the views are security barriers, which PostgreSQL plans as subqueries, so a lock taken in
+    -- one query with ORDER BY and LIMIT would lock every candidate before the LIMIT applied. A
+    -- barrier another consumer holds is skipped (SKIP LOCKED); one taken since the candidates
+    -- were read, or without a spec, or on another channel, is not claimed (checked under the
+    -- lock, in a statement of its own at READ COMMITTED).
     FOR candidate IN
         SELECT b.id, b.owner::oid IS DISTINCT FROM me AS other
           FROM barrier_internal.my_barrier AS b
-          JOIN barrier_internal.my_barrier_spec AS s ON s.id = b.id
          WHERE b.status = 'complete' AND b.taken_at IS NULL
-           AND (channel IS NULL OR s.channel = channel)
          ORDER BY b.finished_at, b.id
     LOOP
         PERFORM FROM barrier_internal.my_barrier AS b
           WHERE b.id = candidate.id AND b.status = 'complete' AND b.taken_at IS NULL
-            FOR NO KEY UPDATE SKIP LOCKED;
+            AND EXISTS (SELECT FROM barrier_internal.my_barrier_spec AS s
+                         WHERE s.id = b.id AND (channel IS NULL OR s.channel = channel))
+            FOR NO KEY UPDATE OF b SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
-        claimed := claimed || candidate.id;
-        others := others || candidate.other;
-        EXIT WHEN cardinality(claimed) >= max_rows;
-    END LOOP;
-    FOR i IN 1 .. cardinality(claimed) LOOP
-        taken := barrier_internal.take(fn, claimed[i], others[i]);
+        taken := barrier_internal.take(fn, candidate.id, candidate.other);
         CONTINUE WHEN taken.finished_at IS NULL;
-        RETURN QUERY SELECT claimed[i], taken.finished_at, taken.results, taken.callback;
+        RETURN QUERY SELECT candidate.id, taken.finished_at, taken.results, taken.callback;
+        handed_out := handed_out + 1;
+        EXIT WHEN handed_out >= max_rows;
     END LOOP;
 END
 $$;
@@ -1293,17 +1270,29 @@ END
 $$;
 
 -- Every row written to results and specs, by the API or by hand, belongs to a barrier the writing
--- role may act on, decided on that barrier's newest row (see locked_owner), before the row is
--- written: so no role adds a result or spec to another role's barrier, and none learns from a
--- unique violation whether another role's slot has reported. The tables' owner (a superuser, or
--- the role that installed the plain script or pg_tle registration) may write any row.
+-- role may act on, decided before the row is written, on the barrier's newest row, which the
+-- writer locks (FOR KEY SHARE) through its own view. A view's check option decides on the
+-- statement's snapshot, which a role can keep old (at REPEATABLE READ, or in one long statement)
+-- while it deletes its barrier and another role enqueues the same id; a lock follows the row to
+-- its newest version at READ COMMITTED, checking the view's condition again, and raises 40001 at
+-- REPEATABLE READ if the row changed since the snapshot. So no role adds a result or spec to a
+-- barrier that is another role's, and none learns from a unique violation whether another
+-- role's slot has reported. (A role with the privileges of both could still move a barrier to
+-- the other by hand while a write is under way: its own business.) A role that may write the
+-- table itself (its owner, a superuser, a member of pg_write_all_data, as in a restore) is not
+-- checked: the trigger would protect nothing from it. A NULL id is left to the NOT NULL
+-- constraint.
 CREATE FUNCTION barrier_internal.check_result_write() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NOT COALESCE(pg_catalog.pg_has_role(barrier_internal.locked_owner(NEW.barrier_id), 'USAGE'), false)
-       AND NOT barrier_internal.has_owner_privileges() THEN
-        PERFORM barrier_internal.deny('barrier_internal.result', NEW.barrier_id);
+    IF NEW.barrier_id IS NOT NULL AND NOT pg_catalog.has_table_privilege(TG_RELID, TG_OP) THEN
+        PERFORM FROM barrier_internal.my_barrier AS b
+          WHERE b.id OPERATOR(pg_catalog.=) NEW.barrier_id
+            FOR KEY SHARE;
+        IF NOT FOUND THEN
+            PERFORM barrier_internal.deny('barrier_internal.result', NEW.barrier_id);
+        END IF;
     END IF;
     RETURN NEW;
 END
@@ -1313,9 +1302,13 @@ CREATE FUNCTION barrier_internal.check_spec_write() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NOT COALESCE(pg_catalog.pg_has_role(barrier_internal.locked_owner(NEW.id), 'USAGE'), false)
-       AND NOT barrier_internal.has_owner_privileges() THEN
-        PERFORM barrier_internal.deny('barrier_internal.barrier_spec', NEW.id);
+    IF NEW.id IS NOT NULL AND NOT pg_catalog.has_table_privilege(TG_RELID, TG_OP) THEN
+        PERFORM FROM barrier_internal.my_barrier AS b
+          WHERE b.id OPERATOR(pg_catalog.=) NEW.id
+            FOR KEY SHARE;
+        IF NOT FOUND THEN
+            PERFORM barrier_internal.deny('barrier_internal.barrier_spec', NEW.id);
+        END IF;
     END IF;
     RETURN NEW;
 END

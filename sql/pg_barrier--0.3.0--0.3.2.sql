@@ -4,4 +4,4 @@
 --
 -- The functions keep their `SET search_path`, though the library has pinned the settings of its
 -- own SQL in code since 0.3.0: a session that still runs a 0.2.0 library after an update relies
--- on it, and with it measured no slower here (docs/architecture.md).
+-- on it, and its cost measured within the noise (README, "Security").

@@ -175,11 +175,37 @@ UPDATE barrier_internal.barrier SET progress_at = pg_catalog.statement_timestamp
     OR progress_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp();
 UPDATE barrier_internal.barrier SET created_at = pg_catalog.statement_timestamp()
  WHERE NOT pg_catalog.isfinite(created_at);
+-- Ids longer than the API takes: those barriers go.
+DELETE FROM barrier_internal.result
+ WHERE pg_catalog.octet_length(barrier_id) OPERATOR(pg_catalog.>) 512;
+DELETE FROM barrier_internal.barrier_spec WHERE pg_catalog.octet_length(id) OPERATOR(pg_catalog.>) 512;
+DELETE FROM barrier_internal.barrier WHERE pg_catalog.octet_length(id) OPERATOR(pg_catalog.>) 512;
+-- A barrier without its spec gets the default one, and a channel that LISTEN cannot name the default.
+INSERT INTO barrier_internal.barrier_spec (id, channel, ttl)
+SELECT b.id, 'pg_barrier', interval '6 hours' FROM barrier_internal.barrier AS b
+ WHERE NOT EXISTS (SELECT FROM barrier_internal.barrier_spec AS s
+                    WHERE s.id OPERATOR(pg_catalog.=) b.id);
+UPDATE barrier_internal.barrier_spec SET channel = 'pg_barrier'
+ WHERE channel OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_]*$'
+    OR pg_catalog.octet_length(channel) OPERATOR(pg_catalog.>) 63;
+-- A completion that could not be built as one jsonb value is handed out as taken, its results
+-- freed: the Rust build would fail on it in every barrier_completions.
+WITH oversized AS (
+    SELECT b.id FROM barrier_internal.barrier AS b
+     WHERE b.status OPERATOR(pg_catalog.=) 'complete' AND b.taken_at IS NULL
+       AND (SELECT pg_catalog.sum(barrier_internal.jsonb_bytes(r.result) OPERATOR(pg_catalog.+) 8)
+              FROM barrier_internal.result AS r
+             WHERE r.barrier_id OPERATOR(pg_catalog.=) b.id)
+           OPERATOR(pg_catalog.>) 267386880),
+freed AS (
+    DELETE FROM barrier_internal.result AS r USING oversized AS o
+     WHERE r.barrier_id OPERATOR(pg_catalog.=) o.id)
+UPDATE barrier_internal.barrier AS b SET taken_at = pg_catalog.statement_timestamp()
+  FROM oversized AS o WHERE b.id OPERATOR(pg_catalog.=) o.id;
 DROP VIEW barrier_internal.my_barrier;
 DROP VIEW barrier_internal.my_barrier_spec;
 DROP VIEW barrier_internal.my_result;
 DROP FUNCTION barrier_internal.barrier_exists(text);
-DROP FUNCTION barrier_internal.locked_owner(text);
 DROP FUNCTION barrier_internal.has_owner_privileges();
 DROP FUNCTION barrier_internal.raise(text, text, text, text);
 DROP FUNCTION barrier_internal.shown(text);

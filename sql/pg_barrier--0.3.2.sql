@@ -64,8 +64,8 @@ CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
 CREATE INDEX barrier_untaken ON barrier_internal.barrier (finished_at)
     WHERE status = 'complete' AND taken_at IS NULL;
 
--- What the enqueue asked for. Written by enqueue, abort and add, read at completion and by
--- status; a decrement never touches it.
+-- What the enqueue asked for. Written by enqueue and by the end of a round (its reason), read at
+-- completion and by status; a decrement never touches it.
 CREATE TABLE barrier_internal.barrier_spec (
     id            text     COLLATE "C" NOT NULL PRIMARY KEY,
     callback      jsonb,

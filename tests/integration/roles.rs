@@ -444,14 +444,13 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
             Vec::<String>::new(),
             "a SECURITY DEFINER function would run as its owner"
         ),
-        // The API is SECURITY INVOKER in both editions: a call acts as its caller. Only three
+        // The API is SECURITY INVOKER in both editions: a call acts as its caller. Only two
         // helpers of the SQL edition run as the tables' owner, each for one thing the caller's
         // privileges cannot do (checked above: they pin search_path).
         Edition::Sql => assert_eq!(
             definers,
             vec![
                 "barrier_internal.barrier_exists(text)".to_string(),
-                "barrier_internal.locked_owner(text)".to_string(),
                 "barrier_internal.sweep_as_owner(integer)".to_string(),
             ],
             "exactly these run as the owner"
@@ -1122,17 +1121,46 @@ fn a_role_s_hand_written_rows_break_no_superuser_maintenance() {
     let answer = decr(&mut heir, "hand-given-up", Some(&"h1".into()), Some(1)).unwrap();
     assert_eq!(answer.results, Some(serde_json::json!(["h0", "h1"])));
 
-    // Switched to the Rust build, the rows left there break none of its calls either.
+    // Rows the Rust build's calls would fail on, written just before a switch to it: due at
+    // once, without a spec, with a channel LISTEN cannot name, with an id the API refuses.
+    writer
+        .batch_execute(
+            "INSERT INTO barrier_internal.my_barrier
+                    (id, round, owner, status, expected, remaining, created_at, expires_at)
+             VALUES ('switch-no-spec', 1, 'hand_writer', 'pending', 1, 1, '-infinity',
+                     '-infinity'),
+                    ('switch-bad-channel', 1, 'hand_writer', 'pending', 1, 1, now(),
+                     '-infinity'),
+                    (repeat('j', 600), 1, 'hand_writer', 'pending', 1, 1, now(), '-infinity');
+             INSERT INTO barrier_internal.my_barrier_spec (id, channel, ttl)
+             VALUES ('switch-bad-channel', 'Not A Channel', '1 hour'),
+                    (repeat('j', 600), 'hand', '1 hour');",
+        )
+        .unwrap();
     db.batch_execute(&format!(
         "ALTER EXTENSION pg_barrier UPDATE TO '{}'",
         env!("CARGO_PKG_VERSION")
     ))
     .unwrap();
-    db.batch_execute(
-        "SELECT * FROM barrier_sweep(); SELECT * FROM barrier_stats();
-         SELECT * FROM barrier_completions();",
-    )
-    .unwrap();
+    // Switched to the Rust build, every role's calls go through.
+    let expired: i64 = db
+        .query_one("SELECT expired FROM barrier_sweep()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        expired, 2,
+        "the two due barriers with acceptable ids expire"
+    );
+    db.batch_execute("SELECT * FROM barrier_stats(); SELECT * FROM barrier_completions();")
+        .unwrap();
+    let long_ids: i64 = db
+        .query_one(
+            "SELECT count(*) FROM barrier_internal.barrier WHERE octet_length(id) > 512",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(long_ids, 0);
 }
 
 /// A role that holds an old snapshot (REPEATABLE READ), in which an id is still its own, cannot
