@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One setting measured on and off, side by side on one scratch server, with the benchmark's
+# throughput script (1,000 live barriers, a random slot per call, synchronous_commit = off):
+#
+#   benches/ab.sh search-path   the API functions' SET search_path (Rust build), without / with
+#   benches/ab.sh trigger       the SQL edition's ownership trigger on results, with / without
+#
+# Five alternating 4 s rounds of each, from one client and from eight; prints every round, so the
+# spread shows. About 2 minutes (plus a release build). Runs as root; the server runs as the
+# postgres user in /var/tmp/pg_barrier-ab on port 5497 and is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ $EUID -ne 0 ]]; then exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME "$0" "$@"; fi
+mode=${1:?"usage: benches/ab.sh search-path | trigger"}
+source scripts/setup.sh
+
+root=/var/tmp/pg_barrier-ab
+port=5497
+bindir=$("$PG_CONFIG" --bindir)
+as_postgres() { runuser -u postgres -- "$@"; }
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$root" -p "$port" -U postgres -d postgres "$@"; }
+stop() { as_postgres "$bindir/pg_ctl" -D "$root/data" -m fast stop >/dev/null 2>&1 || true; }
+trap stop EXIT
+
+case $mode in
+  search-path) cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null ;;
+  trigger) scripts/sql-edition.sh --dist "$root.dist" >/dev/null ;;
+  *) echo "usage: benches/ab.sh search-path | trigger" >&2; exit 2 ;;
+esac
+stop
+rm -rf "$root"
+install -d -o postgres -g postgres "$root"
+as_postgres "$bindir/initdb" -D "$root/data" --auth=trust -U postgres --encoding=UTF8 >/dev/null
+cat >>"$root/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$root'
+port = $port
+shared_buffers = 1GB
+synchronous_commit = off
+CONF
+as_postgres "$bindir/pg_ctl" -D "$root/data" -l "$root/server.log" -w start >/dev/null
+if [[ $mode == trigger ]]; then
+  q --single-transaction -f "$root.dist/pg_barrier-schema--$(sed -n "s/^default_version = '\(.*\)'$/\1/p" sql-edition/pg_barrier.control).sql" >/dev/null
+  a="ALTER TABLE barrier_internal.result ENABLE TRIGGER barrier_result_owner"
+  b="ALTER TABLE barrier_internal.result DISABLE TRIGGER barrier_result_owner"
+  labels=("with the trigger" "without")
+else
+  q -c "CREATE EXTENSION pg_barrier"
+  a="ALTER FUNCTION barrier_decr(text, jsonb, integer) RESET search_path"
+  b="ALTER FUNCTION barrier_decr(text, jsonb, integer) SET search_path = pg_catalog, pg_temp"
+  labels=("without SET search_path" "with it")
+fi
+q -c "CREATE ROLE ab_app LOGIN"
+q -c "SET ROLE ab_app" -c "SELECT count(barrier_enqueue('t' || i, 10000000, ttl => '1 day')) FROM generate_series(0, 999) i" >/dev/null
+round() {
+  "$bindir/pgbench" -h "$root" -p "$port" -U ab_app -n -M prepared \
+    -f benches/pgbench/throughput-pg_barrier.sql -c "$1" -j "$2" -T 4 postgres 2>/dev/null |
+    sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+}
+for clients in "1 1" "8 2"; do
+  first=() second=()
+  for _ in 1 2 3 4 5; do
+    q -c "$a"
+    first+=("$(round $clients)")
+    q -c "$b"
+    second+=("$(round $clients)")
+  done
+  printf '%s client(s), %s: %s\n' "${clients%% *}" "${labels[0]}" "${first[*]}"
+  printf '%s client(s), %s: %s\n' "${clients%% *}" "${labels[1]}" "${second[*]}"
+done
