@@ -39,8 +39,8 @@ DROP FUNCTION barrier_internal.status(text);
 -- REINDEX or autovacuum evaluates (as the table's owner). PL/pgSQL cannot switch roles inside a
 -- function the way the Rust build does, so the public functions are SECURITY INVOKER and reach
 -- the state through three views in barrier_internal (my_barrier, my_barrier_spec, my_result),
--- owned by the state tables' owner, which show and accept only rows of barriers the current
--- user may act on: its own, those of roles whose privileges it has, all for a superuser (the
+-- owned by the state tables' owner, which show (and, with the triggers on the result and spec
+-- tables, accept) only rows of barriers the current user may act on: its own, those of roles whose privileges it has, all for a superuser (the
 -- Rust build's rule). The tables themselves stay closed to PUBLIC. Each public function pins
 -- search_path to pg_catalog, pg_temp, names every object by schema, runs no dynamic SQL and
 -- passes every value as a parameter.
@@ -81,11 +81,13 @@ DROP FUNCTION barrier_internal.status(text);
 -- function; PL/pgSQL helpers are called only to raise errors or read settings.
 
 -- The state as the current user may see and change it: the rows of barriers it may act on
--- (pg_has_role USAGE: the barrier's owner, an inheriting member of it, or a superuser). The
--- check option holds new and changed rows to the same rule, so no role can create a barrier for,
--- move a row into, or add a result or spec to another role's barrier. security_barrier keeps a
--- caller's own conditions from seeing rows before that filter (leakproof ones such as `id = $1`
--- still reach the indexes).
+-- (pg_has_role USAGE: the barrier's owner, an inheriting member of it, or a superuser).
+-- my_barrier's check option holds new and changed barriers to the same rule, so no role can
+-- create a barrier for another role or give it one; writes of results and specs are held to it
+-- by the triggers below, on the tables, before the row is written (a check option would decide
+-- on a snapshot that may be old, and after the unique check). security_barrier keeps a caller's
+-- own conditions from seeing rows before that filter (leakproof ones such as `id = $1` still
+-- reach the indexes).
 CREATE VIEW barrier_internal.my_barrier WITH (security_barrier) AS
     SELECT * FROM barrier_internal.barrier AS b
      WHERE pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE')
@@ -97,8 +99,7 @@ CREATE VIEW barrier_internal.my_barrier_spec WITH (security_barrier) AS
     SELECT * FROM barrier_internal.barrier_spec AS s
      WHERE EXISTS (SELECT FROM barrier_internal.barrier AS b
                     WHERE b.id OPERATOR(pg_catalog.=) s.id
-                      AND pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE'))
-    WITH CASCADED CHECK OPTION;
+                      AND pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE'));
 COMMENT ON VIEW barrier_internal.my_barrier_spec IS
     'pg_barrier state: the specs of the barriers the current user may act on (SQL edition)';
 
@@ -106,8 +107,7 @@ CREATE VIEW barrier_internal.my_result WITH (security_barrier) AS
     SELECT * FROM barrier_internal.result AS r
      WHERE EXISTS (SELECT FROM barrier_internal.barrier AS b
                     WHERE b.id OPERATOR(pg_catalog.=) r.barrier_id
-                      AND pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE'))
-    WITH CASCADED CHECK OPTION;
+                      AND pg_catalog.pg_has_role(b.owner::pg_catalog.oid, 'USAGE'));
 COMMENT ON VIEW barrier_internal.my_result IS
     'pg_barrier state: the results of the barriers the current user may act on (SQL edition)';
 
@@ -1297,7 +1297,7 @@ $$;
 
 -- Every row written to results and specs, by the API or by hand, belongs to a barrier the writing
 -- role may act on, decided before the row is written, on the barrier's newest row, which the
--- writer locks (FOR KEY SHARE) through its own view. A view's check option decides on the
+-- writer locks (FOR KEY SHARE) through its own view. A view's check option would decide on the
 -- statement's snapshot, which a role can keep old (at REPEATABLE READ, or in one long statement)
 -- while it deletes its barrier and another role enqueues the same id; a lock follows the row to
 -- its newest version at READ COMMITTED, checking the view's condition again, and raises 40001 at

@@ -4,7 +4,7 @@
 use postgres::Client;
 use serde_json::json;
 
-use crate::support::{connect, connect_as, decr, dump_into, fresh_database, stored};
+use crate::support::{connect, connect_as, decr, dump_into, fast_reports, fresh_database, stored};
 
 const RUST: &str = env!("CARGO_PKG_VERSION");
 
@@ -381,20 +381,14 @@ fn each_run_tests_the_target_it_names() {
             client
                 .batch_execute("SELECT barrier_enqueue('target-check', 3)")
                 .unwrap();
-            let fast = |client: &mut postgres::Client| -> i64 {
-                client
-                    .query_one("SELECT tests.fast_reports()", &[])
-                    .unwrap()
-                    .get(0)
-            };
-            let before = fast(&mut client);
+            let before = fast_reports(&mut client);
             assert_eq!(
                 decr(&mut client, "target-check", None, Some(0))
                     .unwrap()
                     .status,
                 "pending"
             );
-            assert_eq!(fast(&mut client), before + i64::from(on));
+            assert_eq!(fast_reports(&mut client), before + i64::from(on));
         }
     }
 }

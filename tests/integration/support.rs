@@ -396,3 +396,13 @@ pub fn backend_pid(client: &mut postgres::Client) -> i32 {
         .unwrap()
         .get(0)
 }
+
+/// How many reports this session's backend counted on the Rust build's fast path (a function of
+/// the test build: `tests.fast_reports()`).
+#[allow(dead_code)]
+pub fn fast_reports(client: &mut postgres::Client) -> i64 {
+    client
+        .query_one("SELECT tests.fast_reports()", &[])
+        .unwrap()
+        .get(0)
+}

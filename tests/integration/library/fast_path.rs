@@ -6,7 +6,8 @@ use std::thread;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, backend_pid, connect, decr, fresh_database, sqlstate, wait_until_blocked,
+    assert_indexes_whole, backend_pid, connect, decr, fast_reports, fresh_database, sqlstate,
+    wait_until_blocked,
 };
 
 /// Reports that cannot update the hot row in place (its page is full of versions an open
@@ -219,16 +220,10 @@ fn a_slot_committed_while_a_report_waits_for_the_row_is_found_again_under_its_lo
         .unwrap();
     let mut reporter = connect();
     let pid = backend_pid(&mut reporter);
-    let fast = |client: &mut postgres::Client| -> i64 {
-        client
-            .query_one("SELECT tests.fast_reports()", &[])
-            .unwrap()
-            .get(0)
-    };
     // The reporter's session takes the fast path.
-    let fast_before = fast(&mut reporter);
+    let fast_before = fast_reports(&mut reporter);
     decr(&mut reporter, "reprobe", Some(&json!("own")), Some(3)).unwrap();
-    assert_eq!(fast(&mut reporter), fast_before + 1);
+    assert_eq!(fast_reports(&mut reporter), fast_before + 1);
     let fast_before = fast_before + 1;
     // A writer that keeps the rule of src/schema.sql by hand: the row lock first, then the
     // result and the counter, in one transaction.
@@ -258,7 +253,11 @@ fn a_slot_committed_while_a_report_waits_for_the_row_is_found_again_under_its_lo
         (answer.status.as_str(), answer.remaining),
         ("duplicate", Some(2))
     );
-    assert_eq!(fast(&mut reporter), fast_before, "nothing was counted fast");
+    assert_eq!(
+        fast_reports(&mut reporter),
+        fast_before,
+        "nothing was counted fast"
+    );
     let results: String = admin
         .query_one("SELECT barrier_results('reprobe')::text", &[])
         .unwrap()
@@ -286,11 +285,6 @@ fn an_administrators_change_to_the_tables_holds_for_every_report() {
     let mut db = fresh_database(&mut admin, "barrier_altered_tables");
     db.batch_execute(&crate::support::create_extension())
         .unwrap();
-    let fast = |db: &mut postgres::Client| -> i64 {
-        db.query_one("SELECT tests.fast_reports()", &[])
-            .unwrap()
-            .get(0)
-    };
     db.batch_execute("SELECT barrier_enqueue('altered', 100)")
         .unwrap();
     let mut slot = 0;
@@ -324,15 +318,23 @@ fn an_administrators_change_to_the_tables_holds_for_every_report() {
         ),
     ];
     for (change, undo) in changes {
-        let before = fast(&mut db);
+        let before = fast_reports(&mut db);
         assert_eq!(report(&mut db, Some(&json!(1))).unwrap().status, "pending");
-        assert_eq!(fast(&mut db), before + 1, "fast before: {change}");
+        assert_eq!(fast_reports(&mut db), before + 1, "fast before: {change}");
         db.batch_execute(change).unwrap();
         assert_eq!(report(&mut db, Some(&json!(2))).unwrap().status, "pending");
-        assert_eq!(fast(&mut db), before + 1, "not fast while: {change}");
+        assert_eq!(
+            fast_reports(&mut db),
+            before + 1,
+            "not fast while: {change}"
+        );
         db.batch_execute(undo).unwrap();
         assert_eq!(report(&mut db, Some(&json!(3))).unwrap().status, "pending");
-        assert_eq!(fast(&mut db), before + 2, "fast again after: {undo}");
+        assert_eq!(
+            fast_reports(&mut db),
+            before + 2,
+            "fast again after: {undo}"
+        );
     }
 
     // The NOT NULL holds on every path: a NULL result is refused, and nothing is stored.
