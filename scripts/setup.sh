@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing pg_barrier needs on Debian 12, idempotently:
 # PostgreSQL 15 with its server headers, clang for bindgen, cargo-pgrx 0.18.0, `cargo pgrx init`.
-# Sourced by scripts/demo.sh and scripts/test.sh; runs as root (re-executed through sudo if not).
+# Sourced by the other scripts, as root; `use_postgres` adds another PostgreSQL build.
 set -euo pipefail
 
 PG_MAJOR=15
@@ -12,21 +12,7 @@ PACKAGES=(
   "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
 )
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
-
-# Installs those of the given Debian packages that are missing.
-ensure_packages() {
-  local missing=() package
-  for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-  done
-  if ((${#missing[@]})); then
-    say "Installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ensure_packages "${PACKAGES[@]}"
 
@@ -49,3 +35,27 @@ if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_config"; then
   say "Pointing cargo-pgrx at the system PostgreSQL $PG_MAJOR"
   cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" >/dev/null
 fi
+
+# Gets the PostgreSQL build $1 (15, 16, 17, 18 or 15-cassert, see scripts/postgres.sh) and
+# points cargo-pgrx at it. Sets BUILD_PG_CONFIG, BUILD_MAJOR and BUILD_ENV, the variables that
+# `env "${BUILD_ENV[@]}" cargo ...` needs to build and test against it: its tools first on the
+# PATH and, for the assertion build (a second PostgreSQL 15), a pgrx home and a target directory
+# of its own, so that the two 15s never overwrite each other's bindings.
+use_postgres() {
+  local build=$1 home
+  BUILD_PG_CONFIG=$(scripts/postgres.sh "$build" | tail -1)
+  BUILD_MAJOR=${build%%-*}
+  BUILD_ENV=(PATH="$(dirname "$BUILD_PG_CONFIG"):$PATH")
+  if [[ $build == *-* ]]; then
+    home="${PG_BARRIER_CACHE:-/var/cache/pg_barrier}/pgrx-$build"
+    mkdir -p "$home"
+    printf '[configs]\npg%s = "%s"\n' "$BUILD_MAJOR" "$BUILD_PG_CONFIG" >"$home/config.toml"
+    BUILD_ENV+=(PGRX_HOME="$home" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/$build")
+  else
+    home=${PGRX_HOME:-$HOME/.pgrx}
+    if ! grep -qsx "pg$build = \"$BUILD_PG_CONFIG\"" "$home/config.toml"; then
+      sed -i "/^pg$build = /d" "$home/config.toml"
+      echo "pg$build = \"$BUILD_PG_CONFIG\"" >>"$home/config.toml"
+    fi
+  fi
+}

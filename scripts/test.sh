@@ -1,32 +1,91 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, in-backend #[pg_test]s and the multi-connection tests in
-# tests/, against a PostgreSQL 15 server that the pgrx harness starts as the `postgres` user.
+# The whole test suite, over the matrix of PostgreSQL builds in PG_MAJORS (default: all of them):
 #
-# The client-side tests (tests/integration) run three times: against the Rust build (with the
-# tests of what only its library has), against the Rust build with its fast path off, and
-# against the SQL edition. `./scripts/test.sh NAME` runs the tests whose names contain NAME.
+#   15          Debian 12's packages: every test, against all three targets
+#   16, 17      the client-side suite (with the isolation specs and the upgrade tests) against
+#               the Rust build and the SQL edition
+#   18          every test, against the Rust build and the SQL edition
+#   15-cassert  PostgreSQL 15 built with assertions: every test, against all three targets
+#
+# and, for 15 to 18, the Debian package of the Rust build (scripts/package.sh), installed into a
+# scratch server of its major and run.
+#
+# The targets: the Rust build (the unit tests, the in-backend #[pg_test]s and every test binary
+# in tests/), the Rust build with its fast path off and the SQL edition (the client-side binary,
+# tests/integration). The fast path is built for 15 only, so the run without it is made on 15
+# alone. Each build's servers run as the `postgres` user, in scratch data directories.
+#
+#   PG_MAJORS="15" ./scripts/test.sh        a quick run on one build
+#   ./scripts/test.sh NAME                  the tests whose names contain NAME, on every build
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ $EUID -ne 0 ]]; then exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME "$0" "$@"; fi
+if [[ $EUID -ne 0 ]]; then
+  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE "$0" "$@"
+fi
 source scripts/setup.sh
-# pg_cron: tests/managed.rs schedules the SQL edition's sweep with it, as the README does.
-ensure_packages "postgresql-$PG_MAJOR-cron"
 
-# PostgreSQL refuses to run as root: the harness runs initdb and the server as `postgres`, in a
-# scratch data directory that user can write.
-pgdata=${PG_BARRIER_TEST_PGDATA:-/tmp/pg_barrier-test-pgdata}
-say "Running the test suite against the Rust build (server data in $pgdata)"
-cargo pgrx test pg15 --runas postgres --pgdata "$pgdata" "$@"
+builds=(${PG_MAJORS:-15 16 17 18 15-cassert})
 
-# The same client-side binary again, for the other two targets. This is what `cargo pgrx test`
-# runs, narrowed to that binary: its harness reads these variables to build, install and start
-# the server as above.
-for target in rust-without-fast-path sql; do
-  say "Running the client-side tests against: $target"
-  PG_BARRIER_EDITION=$target \
-    CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA="$pgdata" \
-    PGRX_FEATURES="pg$PG_MAJOR pg_test" PGRX_NO_DEFAULT_FEATURES=true PGRX_ALL_FEATURES=false \
-    PGRX_BUILD_PROFILE=dev PGRX_NO_SCHEMA=false \
-    cargo test --features "pg$PG_MAJOR pg_test" --no-default-features --test integration -- \
-    --skip library:: "$@"
+# Tests a build cannot run, with the reason and the build that covers them.
+declare -A missing_tool=(
+  [18]="managed_pg_cron_runs_the_sweep: Debian 12 has no pg_cron for 18 (the test runs on 15 and 15-cassert)"
+)
+
+# Every build first, so that a missing one fails before any test runs.
+for build in "${builds[@]}"; do use_postgres "$build"; done
+
+summary=()
+for build in "${builds[@]}"; do
+  use_postgres "$build"
+  major=$BUILD_MAJOR
+  pgdata=/tmp/pg_barrier-test-pgdata-$build
+  env=(
+    "${BUILD_ENV[@]}"
+    CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA="$pgdata"
+    PGRX_FEATURES="pg$major pg_test" PGRX_NO_DEFAULT_FEATURES=true PGRX_ALL_FEATURES=false
+    PGRX_BUILD_PROFILE=dev PGRX_NO_SCHEMA=false
+  )
+  # pg_cron: tests/managed.rs schedules the SQL edition's sweep with it, as the README does.
+  [[ $build != 15 ]] || ensure_packages "postgresql-15-cron"
+  cargo_test=(cargo test --features "pg$major pg_test" --no-default-features)
+  skips=()
+  if [[ -n ${missing_tool[$build]:-} ]]; then
+    say "PostgreSQL $build does not run ${missing_tool[$build]}"
+    skips+=(--skip "${missing_tool[$build]%%:*}")
+  fi
+  if [[ $major != 15 ]]; then
+    say "PostgreSQL $build: the fast path is built for 15 only; its tests (library::fast_path) run there"
+  fi
+
+  case $build in
+    16 | 17) runs=("rust:clients" "sql:clients") ;;
+    18) runs=("rust:all" "sql:clients") ;;
+    *) runs=("rust:all" "rust-without-fast-path:clients" "sql:clients") ;;
+  esac
+  for run in "${runs[@]}"; do
+    target=${run%%:*} scope=${run#*:}
+    say "PostgreSQL $build, $target: $([[ $scope == all ]] && echo 'every test' || echo 'the client-side tests') (server data in $pgdata)"
+    started=$SECONDS
+    if [[ $scope == all ]]; then
+      env "${env[@]}" PG_BARRIER_EDITION="$target" "${cargo_test[@]}" -- "${skips[@]}" "$@"
+    else
+      extra=()
+      [[ $target == rust ]] || extra=(--skip library::)
+      env "${env[@]}" PG_BARRIER_EDITION="$target" "${cargo_test[@]}" --test integration -- \
+        "${extra[@]}" "$@"
+    fi
+    summary+=("$(printf '%-11s %-23s %-8s %4ds' "$build" "$target" "$scope" $((SECONDS - started)))")
+  done
+
+  # The Debian package of this major, installed into a scratch server and run (not when the
+  # run is narrowed to some tests by name).
+  if [[ $build != *-* && $# -eq 0 ]]; then
+    say "PostgreSQL $build: the Debian package"
+    started=$SECONDS
+    scripts/package.sh "$build" --check >/dev/null
+    summary+=("$(printf '%-11s %-23s %-8s %4ds' "$build" rust package $((SECONDS - started)))")
+  fi
 done
+
+say "Passed:"
+printf '  %s\n' "${summary[@]}"

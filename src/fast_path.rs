@@ -38,8 +38,10 @@
 //!
 //! `pg_barrier.fast_path = off` (superuser) sends every report to the SQL path.
 //!
-//! Built against PostgreSQL 15's access-method API, the version we build and test; on other
-//! versions every report takes the SQL path.
+//! Built against PostgreSQL 15's access-method API only. PostgreSQL 16 changed `heap_update`'s
+//! and `ExecInsertIndexTuples`'s signatures, 17 the layout of `ResultRelInfo` and 18 that of
+//! `index_beginscan`: on those majors every report takes the SQL path, by design, until the path
+//! is ported and tested there as it is on 15 (the README's support table says so).
 
 use crate::error::Result;
 use crate::jsonb::RawJsonb;
@@ -47,6 +49,7 @@ use crate::jsonb::RawJsonb;
 /// The state tables as src/schema.sql creates them, in the form `fingerprint` writes: sorted
 /// columns (name, type, collation, NOT NULL), CHECK constraints and index definitions. A test
 /// compares them with the installed tables, fresh and upgraded.
+#[cfg(feature = "pg15")]
 pub const EXPECTED_BARRIER: &str = "\
 check ((remaining >= 0) AND (remaining <= expected))
 check ((status <> 'complete'::text) OR (remaining = 0))
@@ -76,6 +79,7 @@ index CREATE UNIQUE INDEX barrier_pkey ON barrier_internal.barrier USING btree (
 ";
 
 /// See `EXPECTED_BARRIER`.
+#[cfg(feature = "pg15")]
 pub const EXPECTED_RESULT: &str = "\
 check (slot >= 0)
 column barrier_id text collate 950 not null

@@ -37,7 +37,8 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_barrier.fast_path",
         c"Counts the common report without running SQL.",
-        c"Off: every report takes the SQL path. The answers are the same either way.",
+        c"Off: every report takes the SQL path. The answers are the same either way. \
+          The fast path is built for PostgreSQL 15; on later majors every report takes the SQL path.",
         &FAST_PATH,
         GucContext::Suset,
         GucFlags::default(),

@@ -37,6 +37,7 @@ impl FromDatum for RawJsonb {
 
 impl RawJsonb {
     /// The datum as PostgreSQL passed it (possibly compressed or toasted).
+    #[cfg(feature = "pg15")]
     pub fn datum(self) -> pg_sys::Datum {
         self.0
     }

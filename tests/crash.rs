@@ -30,7 +30,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use cluster::{as_postgres, free_port, run, scratch_dir, Cluster};
-use support::{assert_indexes_whole, decr, seed, sqlstate, stored, Rng};
+use support::{assert_storage_whole, decr, seed, sqlstate, stored, Rng};
 
 /// A fresh cluster from the pgrx test server's installation, started with `settings`, with
 /// pg_barrier (and amcheck) installed in database `app`.
@@ -433,7 +433,7 @@ fn a_crash_mid_workload_loses_no_acknowledged_report() {
         )
         .unwrap()
         .is_empty());
-    assert_indexes_whole(&mut admin);
+    assert_storage_whole(&mut admin);
     cluster.assert_log_clean();
     let controls_in_flight = controls
         .iter()

@@ -356,7 +356,8 @@ fn both_editions_raise_the_same_errors() {
 }
 
 /// Each run of this binary tests what scripts/test.sh names: the functions of its edition, and
-/// in the Rust build reports that take the fast path exactly when the run has it on.
+/// in the Rust build reports that take the fast path exactly when the run has it on and the
+/// server is PostgreSQL 15 (on later majors it declines every report, by design).
 #[test]
 fn each_run_tests_the_target_it_names() {
     let mut client = connect();
@@ -376,8 +377,10 @@ fn each_run_tests_the_target_it_names() {
                 .query_one("SHOW pg_barrier.fast_path", &[])
                 .unwrap()
                 .get(0);
+            let setting_on = crate::target().fast_path;
+            assert_eq!(setting, if setting_on { "on" } else { "off" });
+            // Counted fast only where the path is built: on 16 and later it declines.
             let on = crate::support::fast_path();
-            assert_eq!(setting, if on { "on" } else { "off" });
             client
                 .batch_execute("SELECT barrier_enqueue('target-check', 3)")
                 .unwrap();

@@ -25,7 +25,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, assert_no_backend_crashed, connect, connect_as, create_extension,
+    assert_no_backend_crashed, assert_storage_whole, connect, connect_as, create_extension,
     fresh_database, seed, sqlstate, Rng,
 };
 
@@ -429,7 +429,7 @@ fn a_random_workload_matches_the_sequential_model() {
             log.display()
         )
     });
-    assert_indexes_whole(&mut admin);
+    assert_storage_whole(&mut admin);
     assert_no_backend_crashed();
     eprintln!(
         "model: {} calls, {sweeps} sweeps in {seconds} s; {summary}",

@@ -8,7 +8,7 @@ use postgres::IsolationLevel;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, assert_no_backend_crashed, backend_pid, connect, decr, seed, sqlstate,
+    assert_no_backend_crashed, assert_storage_whole, backend_pid, connect, decr, seed, sqlstate,
     stored, wait_until_blocked, Answer, Rng,
 };
 
@@ -136,7 +136,7 @@ fn sixteen_sessions_report_every_slot_twice_and_one_completes() {
         Value::Array(expected)
     );
     // The repeated reports wrote rows and took them back; the indexes agree with the tables.
-    assert_indexes_whole(&mut admin);
+    assert_storage_whole(&mut admin);
     assert_no_backend_crashed();
 }
 

@@ -43,10 +43,24 @@ pub fn edition() -> Edition {
     crate::target().edition
 }
 
-/// Whether reports may take the Rust build's fast path in this run.
+/// Whether reports take the Rust build's fast path in this run: the target has it on and the
+/// server runs PostgreSQL 15, the one major the path is built for (src/fast_path.rs). On the
+/// others `pg_barrier.fast_path` is on but every report takes the SQL path.
 #[allow(dead_code)]
 pub fn fast_path() -> bool {
-    crate::target().fast_path
+    crate::target().fast_path && server_major() == 15
+}
+
+/// The major version of the server under test (15 for 15.18).
+pub fn server_major() -> i32 {
+    static MAJOR: OnceLock<i32> = OnceLock::new();
+    *MAJOR.get_or_init(|| {
+        let version: String = connect()
+            .query_one("SHOW server_version_num", &[])
+            .unwrap()
+            .get(0);
+        version.parse::<i32>().expect("a number") / 10_000
+    })
 }
 
 /// The extension version that installs this binary's edition.
@@ -304,12 +318,32 @@ pub fn seed() -> u64 {
     seed
 }
 
-/// Every index of the state tables holds exactly its table's rows: amcheck's `bt_index_check`
-/// with `heapallindexed` raises on a missing entry or a broken tree.
-pub fn assert_indexes_whole(client: &mut Client) {
+/// The state tables' storage is sound: amcheck's `verify_heapam` finds no corrupt tuple in any
+/// table (nor its TOAST), and `bt_index_check` with `heapallindexed` finds every index holding
+/// exactly its table's rows in a well-formed tree.
+pub fn assert_storage_whole(client: &mut Client) {
     client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         .unwrap();
+    let corrupt = client
+        .query(
+            "SELECT format('%s block %s offset %s: %s', c.relname, v.blkno, v.offnum, v.msg)
+               FROM pg_class c, verify_heapam(c.oid, check_toast => true) v
+              WHERE c.relnamespace = 'barrier_internal'::regnamespace AND c.relkind = 'r'",
+            &[],
+        )
+        .unwrap();
+    let corrupt: Vec<String> = corrupt.iter().map(|row| row.get(0)).collect();
+    assert!(corrupt.is_empty(), "corrupt heap tuples: {corrupt:#?}");
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class
+              WHERE relnamespace = 'barrier_internal'::regnamespace AND relkind = 'r'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(tables >= 2, "checked {tables} tables");
     let checked = client
         .query(
             "SELECT bt_index_check(i.indexrelid, true)::text

@@ -6,7 +6,7 @@ use std::thread;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_indexes_whole, backend_pid, connect, decr, fast_reports, fresh_database, sqlstate,
+    assert_storage_whole, backend_pid, connect, decr, fast_reports, fresh_database, sqlstate,
     wait_until_blocked,
 };
 
@@ -77,7 +77,7 @@ fn reports_that_cannot_update_in_place_keep_every_index_whole() {
         }
     });
     old_snapshot.rollback().unwrap();
-    assert_indexes_whole(&mut admin);
+    assert_storage_whole(&mut admin);
 
     // Every index finds the row as the table holds it, pending and then complete.
     let find = |admin: &mut postgres::Client, query: &str| -> i32 {
@@ -102,7 +102,7 @@ fn reports_that_cannot_update_in_place_keep_every_index_whole() {
     let finished = "SELECT remaining FROM barrier_internal.barrier \
                      WHERE status <> 'pending' AND finished_at > '-infinity' AND id = 'crowded'";
     assert_eq!(find(&mut admin, finished), 0);
-    assert_indexes_whole(&mut admin);
+    assert_storage_whole(&mut admin);
     let results: String = admin
         .query_one("SELECT barrier_results('crowded')::text", &[])
         .unwrap()
@@ -169,7 +169,7 @@ fn repeats_and_savepoint_rollbacks_leave_one_row_per_slot() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 4);
-    assert_indexes_whole(&mut client);
+    assert_storage_whole(&mut client);
 }
 
 /// A trigger an administrator puts on a state table (say, for auditing) fires for every report:
@@ -272,7 +272,7 @@ fn a_slot_committed_while_a_report_waits_for_the_row_is_found_again_under_its_lo
         .unwrap()
         .get(0);
     assert_eq!(rows, 2);
-    assert_indexes_whole(&mut admin);
+    assert_storage_whole(&mut admin);
 }
 
 /// What an administrator changes in the state tables (a NOT NULL, a CHECK replaced by another,
