@@ -3,8 +3,10 @@
 # not running, then runs demo/: a listener, eight workers racing to report twenty tasks, and the
 # one worker that completes the barrier printing every result in order.
 set -euo pipefail
+if [[ $EUID -ne 0 ]]; then
+  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME "$(realpath "$0")" "$@"
+fi
 cd "$(dirname "$0")/.."
-if [[ $EUID -ne 0 ]]; then exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME "$0" "$@"; fi
 source scripts/setup.sh
 
 port=${PG_BARRIER_DEMO_PORT:-5499}

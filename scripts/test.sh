@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite, over the matrix of PostgreSQL builds in PG_MAJORS (default: all of them):
 #
-#   15          Debian 12's packages: every test, against all three targets
-#   16, 17      the client-side suite (with the isolation specs and the upgrade tests) against
-#               the Rust build and the SQL edition
-#   18          every test, against the Rust build and the SQL edition
-#   15-cassert  PostgreSQL 15 built with assertions: every test, against all three targets
+#   15          Debian 12's packages: every test
+#   16, 17      the in-backend tests and the client-side suite (with the isolation specs and
+#               the upgrade tests)
+#   18          every test
+#   15-cassert  PostgreSQL 15 built with assertions: every test
 #
-# and, for 15 to 18, the Debian package of the Rust build (scripts/package.sh), installed into a
-# scratch server of its major and run.
-#
-# The targets: the Rust build (the unit tests, the in-backend #[pg_test]s and every test binary
-# in tests/), the Rust build with its fast path off and the SQL edition (the client-side binary,
-# tests/integration). The fast path is built for 15 only, so the run without it is made on 15
-# alone. Each build's servers run as the `postgres` user, in scratch data directories.
+# each against three targets: the Rust build (the unit tests, the in-backend #[pg_test]s and
+# every test binary in tests/; on 16 and 17 the #[pg_test]s and tests/integration), the
+# Rust build with its fast path off and the SQL edition (the client-side binary, both); and, for
+# 15 to 18, the Debian package of the Rust build (scripts/package.sh), installed into a scratch
+# server of its major and run. Each build's servers run as the `postgres` user, in scratch data
+# directories.
 #
 #   PG_MAJORS="15" ./scripts/test.sh        a quick run on one build
 #   ./scripts/test.sh NAME                  the tests whose names contain NAME, on every build
 set -euo pipefail
-cd "$(dirname "$0")/.."
 if [[ $EUID -ne 0 ]]; then
-  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE "$0" "$@"
+  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE,PG_BARRIER_TEST_SEED,PG_BARRIER_MODEL_SECONDS,PG_BARRIER_FUZZ_SECONDS,PG_BARRIER_CHURN,RUST_TEST_NOCAPTURE \
+    "$(realpath "$0")" "$@"
 fi
+cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 builds=(${PG_MAJORS:-15 16 17 18 15-cassert})
@@ -41,7 +41,7 @@ for build in "${builds[@]}"; do
   pgdata=/tmp/pg_barrier-test-pgdata-$build
   env=(
     "${BUILD_ENV[@]}"
-    CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA="$pgdata"
+    PG_BARRIER_BUILD="$build" CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA="$pgdata"
     PGRX_FEATURES="pg$major pg_test" PGRX_NO_DEFAULT_FEATURES=true PGRX_ALL_FEATURES=false
     PGRX_BUILD_PROFILE=dev PGRX_NO_SCHEMA=false
   )
@@ -53,28 +53,25 @@ for build in "${builds[@]}"; do
     say "PostgreSQL $build does not run ${missing_tool[$build]}"
     skips+=(--skip "${missing_tool[$build]%%:*}")
   fi
-  if [[ $major != 15 ]]; then
-    say "PostgreSQL $build: the fast path is built for 15 only; its tests (library::fast_path) run there"
-  fi
-
   case $build in
-    16 | 17) runs=("rust:clients" "sql:clients") ;;
-    18) runs=("rust:all" "sql:clients") ;;
+    16 | 17) runs=("rust:backend+clients" "rust-without-fast-path:clients" "sql:clients") ;;
     *) runs=("rust:all" "rust-without-fast-path:clients" "sql:clients") ;;
   esac
   for run in "${runs[@]}"; do
     target=${run%%:*} scope=${run#*:}
-    say "PostgreSQL $build, $target: $([[ $scope == all ]] && echo 'every test' || echo 'the client-side tests') (server data in $pgdata)"
+    case $scope in
+      all) what="every test" selection=() ;;
+      backend+clients) what="the in-backend and client-side tests" selection=(--lib --test integration) ;;
+      clients) what="the client-side tests" selection=(--test integration) ;;
+    esac
+    say "PostgreSQL $build, $target: $what (server data in $pgdata)"
     started=$SECONDS
-    if [[ $scope == all ]]; then
-      env "${env[@]}" PG_BARRIER_EDITION="$target" "${cargo_test[@]}" -- "${skips[@]}" "$@"
-    else
-      extra=()
-      [[ $target == rust ]] || extra=(--skip library::)
-      env "${env[@]}" PG_BARRIER_EDITION="$target" "${cargo_test[@]}" --test integration -- \
-        "${extra[@]}" "$@"
-    fi
-    summary+=("$(printf '%-11s %-23s %-8s %4ds' "$build" "$target" "$scope" $((SECONDS - started)))")
+    filters=("$@")
+    [[ $scope == all ]] && filters+=("${skips[@]}")
+    [[ $target == rust ]] || filters+=(--skip library::)
+    env "${env[@]}" PG_BARRIER_EDITION="$target" "${cargo_test[@]}" "${selection[@]}" -- \
+      "${filters[@]}"
+    summary+=("$(printf '%-11s %-23s %-16s %4ds' "$build" "$target" "$scope" $((SECONDS - started)))")
   done
 
   # The Debian package of this major, installed into a scratch server and run (not when the
@@ -83,7 +80,7 @@ for build in "${builds[@]}"; do
     say "PostgreSQL $build: the Debian package"
     started=$SECONDS
     scripts/package.sh "$build" --check >/dev/null
-    summary+=("$(printf '%-11s %-23s %-8s %4ds' "$build" rust package $((SECONDS - started)))")
+    summary+=("$(printf '%-11s %-23s %-16s %4ds' "$build" rust package $((SECONDS - started)))")
   fi
 done
 

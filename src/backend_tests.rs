@@ -32,7 +32,6 @@ mod tests {
     }
 
     /// What the fast path sees of `barrier_internal.<table>` (`src/fast_path.rs`).
-    #[cfg(feature = "pg15")]
     #[pg_extern]
     fn table_fingerprint(table: &str) -> Option<String> {
         crate::fast_path::fingerprint_of(table)
@@ -117,7 +116,6 @@ mod tests {
         );
     }
 
-    #[cfg(feature = "pg15")]
     #[pg_test]
     fn the_fast_path_counts_the_common_reports_and_leaves_the_rest_to_sql() {
         let fast = || int("SELECT tests.fast_reports()").unwrap();
@@ -141,7 +139,6 @@ mod tests {
         assert_eq!(fast(), before + 3, "unslotted reports take it too");
     }
 
-    #[cfg(feature = "pg15")]
     #[pg_test]
     fn the_fast_path_expects_the_tables_as_installed() {
         // The fast path declines on tables other than these (an administrator's changes); a

@@ -38,10 +38,11 @@
 //!
 //! `pg_barrier.fast_path = off` (superuser) sends every report to the SQL path.
 //!
-//! Built against PostgreSQL 15's access-method API only. PostgreSQL 16 changed `heap_update`'s
-//! and `ExecInsertIndexTuples`'s signatures, 17 the layout of `ResultRelInfo` and 18 that of
-//! `index_beginscan`: on those majors every report takes the SQL path, by design, until the path
-//! is ported and tested there as it is on 15 (the README's support table says so).
+//! Built for PostgreSQL 15 to 18. Where their access-method API differs, the code says which
+//! major does what: PostgreSQL 16 made `heap_update` report which indexes an update needs
+//! (`TU_UpdateIndexes`, with summarizing indexes apart) and gave `ExecInsertIndexTuples` the
+//! matching argument; 18 keeps a tuple descriptor's attributes after compact copies of them,
+//! gave `index_beginscan` an instrumentation argument and added virtual generated columns.
 
 use crate::error::Result;
 use crate::jsonb::RawJsonb;
@@ -49,7 +50,6 @@ use crate::jsonb::RawJsonb;
 /// The state tables as src/schema.sql creates them, in the form `fingerprint` writes: sorted
 /// columns (name, type, collation, NOT NULL), CHECK constraints and index definitions. A test
 /// compares them with the installed tables, fresh and upgraded.
-#[cfg(feature = "pg15")]
 pub const EXPECTED_BARRIER: &str = "\
 check ((remaining >= 0) AND (remaining <= expected))
 check ((status <> 'complete'::text) OR (remaining = 0))
@@ -79,7 +79,6 @@ index CREATE UNIQUE INDEX barrier_pkey ON barrier_internal.barrier USING btree (
 ";
 
 /// See `EXPECTED_BARRIER`.
-#[cfg(feature = "pg15")]
 pub const EXPECTED_RESULT: &str = "\
 check (slot >= 0)
 column barrier_id text collate 950 not null
@@ -90,12 +89,11 @@ index CREATE UNIQUE INDEX result_pkey ON barrier_internal.result USING btree (ba
 
 /// Counts the report if it is the common case: the barrier's new `remaining`. `None` hands it
 /// to the SQL path untouched.
-#[cfg(feature = "pg15")]
 pub fn report(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<Option<i32>> {
     if !crate::gucs::FAST_PATH.get() {
         return Ok(None);
     }
-    let remaining = pg15::report(id, result, slot)?;
+    let remaining = access::report(id, result, slot)?;
     #[cfg(any(test, feature = "pg_test"))]
     if remaining.is_some() {
         TAKEN.set(TAKEN.get() + 1);
@@ -103,15 +101,9 @@ pub fn report(id: &str, result: Option<RawJsonb>, slot: Option<i32>) -> Result<O
     Ok(remaining)
 }
 
-#[cfg(not(feature = "pg15"))]
-pub fn report(_id: &str, _result: Option<RawJsonb>, _slot: Option<i32>) -> Result<Option<i32>> {
-    Ok(None)
-}
-
 /// Forgets the verdict on the state tables when either changes; called once, from `_PG_init`.
 pub fn init() {
-    #[cfg(feature = "pg15")]
-    pg15::watch_tables();
+    access::watch_tables();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -122,13 +114,12 @@ thread_local! {
 
 /// The state tables' fingerprint as this backend sees them now (test builds only: compared with
 /// `EXPECTED_BARRIER` and `EXPECTED_RESULT` by `tests.table_fingerprint()`).
-#[cfg(all(feature = "pg15", any(test, feature = "pg_test")))]
+#[cfg(any(test, feature = "pg_test"))]
 pub fn fingerprint_of(table: &str) -> Option<String> {
-    pg15::fingerprint_of(table)
+    access::fingerprint_of(table)
 }
 
-#[cfg(feature = "pg15")]
-mod pg15 {
+mod access {
     use std::cell::Cell;
     use std::ffi::{CStr, CString};
     use std::fmt::Write;
@@ -651,6 +642,8 @@ mod pg15 {
             let mut tid = (*row).tts_tid;
             let mut failure = pg_sys::TM_FailureData::default();
             let mut lock_mode = pg_sys::LockTupleMode::LockTupleNoKeyExclusive;
+            #[cfg(not(feature = "pg15"))]
+            let mut indexes = pg_sys::TU_UpdateIndexes::TU_None;
             let outcome = pg_sys::heap_update(
                 barrier,
                 &mut tid,
@@ -660,6 +653,8 @@ mod pg15 {
                 true,
                 &mut failure,
                 &mut lock_mode,
+                #[cfg(not(feature = "pg15"))]
+                &mut indexes,
             );
             match outcome {
                 pg_sys::TM_Result::TM_Ok => {}
@@ -673,15 +668,24 @@ mod pg15 {
                 }
                 _ => return Updated::No,
             }
+            // No room on the page for a HOT update: the new version needs index entries.
+            #[cfg(feature = "pg15")]
             if !heap_only(new) {
-                // No room on the page for a HOT update: the new version needs index entries.
-                insert_index_entries(barrier, new);
+                insert_index_entries(barrier, new, false);
+            }
+            // From 16 on, heap_update says which: none, all, or (a HOT update) only the
+            // summarizing ones, which the fingerprint leaves no room for but are honoured.
+            #[cfg(not(feature = "pg15"))]
+            if indexes != pg_sys::TU_UpdateIndexes::TU_None {
+                let summarizing = indexes == pg_sys::TU_UpdateIndexes::TU_Summarizing;
+                insert_index_entries(barrier, new, summarizing);
             }
             Updated::Yes
         }
     }
 
     /// Whether an updated tuple stayed on its page without new index entries (a HOT update).
+    #[cfg(feature = "pg15")]
     unsafe fn heap_only(tuple: pg_sys::HeapTuple) -> bool {
         // SAFETY: a tuple just written by heap_update, which marks the caller's copy.
         unsafe { (*(*tuple).t_data).t_infomask2 as u32 & pg_sys::HEAP_ONLY_TUPLE != 0 }
@@ -709,6 +713,7 @@ mod pg15 {
                 0,
                 null_mut(),
             );
+            let info = pg_sys::BuildIndexInfo(primary);
             pg_sys::index_insert(
                 primary,
                 values.as_mut_ptr(),
@@ -717,8 +722,12 @@ mod pg15 {
                 table,
                 pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES,
                 false,
-                pg_sys::BuildIndexInfo(primary),
+                info,
             );
+            // From 17 on, what an index access method cached for the insert is released here,
+            // as the executor does (btree caches nothing; the call keeps the protocol).
+            #[cfg(any(feature = "pg17", feature = "pg18"))]
+            pg_sys::index_insert_cleanup(primary, info);
         }
     }
 
@@ -726,7 +735,12 @@ mod pg15 {
     /// it meets, through the executor's routine, marked as an update that changed no indexed
     /// column: the hint that lets btree delete older duplicates bottom-up instead of splitting
     /// pages while old snapshots keep the row's versions alive.
-    unsafe fn insert_index_entries(relation: pg_sys::Relation, tuple: pg_sys::HeapTuple) {
+    /// With `only_summarizing` (16 and later), only the summarizing indexes get entries.
+    unsafe fn insert_index_entries(
+        relation: pg_sys::Relation,
+        tuple: pg_sys::HeapTuple,
+        only_summarizing: bool,
+    ) {
         // SAFETY: an open relation and a tuple just written to it. The ResultRelInfo has no
         // range table entry: the executor then counts no column as updated, and a report
         // changes none that an index covers.
@@ -739,7 +753,19 @@ mod pg15 {
             let slot =
                 pg_sys::MakeSingleTupleTableSlot((*relation).rd_att, &pg_sys::TTSOpsHeapTuple);
             pg_sys::ExecStoreHeapTuple(tuple, slot, false);
-            pg_sys::ExecInsertIndexTuples(info, slot, estate, true, false, null_mut(), null_mut());
+            #[cfg(feature = "pg15")]
+            let _ = only_summarizing;
+            pg_sys::ExecInsertIndexTuples(
+                info,
+                slot,
+                estate,
+                true,
+                false,
+                null_mut(),
+                null_mut(),
+                #[cfg(not(feature = "pg15"))]
+                only_summarizing,
+            );
             pg_sys::ExecDropSingleTupleTableSlot(slot);
             pg_sys::ExecCloseIndices(info);
             pg_sys::FreeExecutorState(estate);
@@ -781,7 +807,15 @@ mod pg15 {
     ) -> bool {
         // SAFETY: open relations; the scan ends before returning.
         unsafe {
-            let scan = pg_sys::index_beginscan(table, index, snapshot, keys.len() as i32, 0);
+            let scan = pg_sys::index_beginscan(
+                table,
+                index,
+                snapshot,
+                #[cfg(feature = "pg18")]
+                null_mut(),
+                keys.len() as i32,
+                0,
+            );
             pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, null_mut(), 0);
             let found =
                 pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
@@ -807,7 +841,11 @@ mod pg15 {
             let class = &*(*relation).rd_rel;
             let descriptor = (*relation).rd_att;
             let constraints = (*descriptor).constr;
+            #[cfg(not(feature = "pg18"))]
             let generated = !constraints.is_null() && (*constraints).has_generated_stored;
+            #[cfg(feature = "pg18")]
+            let generated = !constraints.is_null()
+                && ((*constraints).has_generated_stored || (*constraints).has_generated_virtual);
             let plain = class.relam == pg_sys::HEAP_TABLE_AM_OID
                 && class.relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
                 && !class.relrowsecurity
@@ -819,7 +857,7 @@ mod pg15 {
                 return None;
             }
             let mut lines = Vec::new();
-            for attribute in (*descriptor).attrs.as_slice((*descriptor).natts as usize) {
+            for attribute in attributes(descriptor) {
                 if attribute.attisdropped {
                     continue;
                 }
@@ -920,11 +958,27 @@ mod pg15 {
     unsafe fn column(relation: pg_sys::Relation, name: &CStr) -> Option<usize> {
         // SAFETY: an open relation's tuple descriptor.
         unsafe {
-            let descriptor = (*relation).rd_att;
-            let attributes = (*descriptor).attrs.as_slice((*descriptor).natts as usize);
-            attributes.iter().position(|attribute| {
+            attributes((*relation).rd_att).iter().position(|attribute| {
                 !attribute.attisdropped && CStr::from_ptr(attribute.attname.data.as_ptr()) == name
             })
+        }
+    }
+
+    /// A tuple descriptor's attributes. PostgreSQL 18 stores them after an array of compact
+    /// copies, one per attribute, where earlier majors start the array with them.
+    unsafe fn attributes<'a>(descriptor: pg_sys::TupleDesc) -> &'a [pg_sys::FormData_pg_attribute] {
+        // SAFETY: a valid descriptor of `natts` attributes, laid out as its major lays it out.
+        unsafe {
+            let count = (*descriptor).natts as usize;
+            #[cfg(not(feature = "pg18"))]
+            let first = (*descriptor).attrs.as_ptr();
+            #[cfg(feature = "pg18")]
+            let first = (*descriptor)
+                .compact_attrs
+                .as_ptr()
+                .add(count)
+                .cast::<pg_sys::FormData_pg_attribute>();
+            std::slice::from_raw_parts(first, count)
         }
     }
 

@@ -37,8 +37,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_barrier.fast_path",
         c"Counts the common report without running SQL.",
-        c"Off: every report takes the SQL path. The answers are the same either way. \
-          The fast path is built for PostgreSQL 15; on later majors every report takes the SQL path.",
+        c"Off: every report takes the SQL path. The answers are the same either way.",
         &FAST_PATH,
         GucContext::Suset,
         GucFlags::default(),
@@ -140,14 +139,7 @@ pub fn channel() -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-#[cfg(not(any(feature = "pg13", feature = "pg14")))]
 fn reserve_prefix(prefix: &CStr) {
     // SAFETY: a static NUL-terminated string; called from _PG_init.
     unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) }
-}
-
-#[cfg(any(feature = "pg13", feature = "pg14"))]
-fn reserve_prefix(prefix: &CStr) {
-    // SAFETY: a static NUL-terminated string; called from _PG_init.
-    unsafe { pg_sys::EmitWarningsOnPlaceholders(prefix.as_ptr()) }
 }

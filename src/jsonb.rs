@@ -37,7 +37,6 @@ impl FromDatum for RawJsonb {
 
 impl RawJsonb {
     /// The datum as PostgreSQL passed it (possibly compressed or toasted).
-    #[cfg(feature = "pg15")]
     pub fn datum(self) -> pg_sys::Datum {
         self.0
     }

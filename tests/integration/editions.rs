@@ -355,12 +355,27 @@ fn both_editions_raise_the_same_errors() {
     admin.batch_execute("DROP ROLE errors_stranger").ok();
 }
 
-/// Each run of this binary tests what scripts/test.sh names: the functions of its edition, and
-/// in the Rust build reports that take the fast path exactly when the run has it on and the
-/// server is PostgreSQL 15 (on later majors it declines every report, by design).
+/// Each run of this binary tests what scripts/test.sh names: the PostgreSQL build of the matrix
+/// (the major this binary was compiled for, with assertions exactly for `15-cassert`), the
+/// functions of its edition, and in the Rust build reports that take the fast path exactly when
+/// the run has it on.
 #[test]
 fn each_run_tests_the_target_it_names() {
     let mut client = connect();
+    let show = |client: &mut postgres::Client, setting: &str| -> String {
+        client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .unwrap()
+            .get(0)
+    };
+    let version: i32 = show(&mut client, "server_version_num").parse().unwrap();
+    assert_eq!(version / 10_000, crate::support::compiled_major());
+    let build = std::env::var("PG_BARRIER_BUILD").unwrap_or_default();
+    assert_eq!(
+        show(&mut client, "debug_assertions") == "on",
+        build.ends_with("-cassert"),
+        "the server's assertions, for build {build:?}"
+    );
     let language: String = client
         .query_one(
             "SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
@@ -377,10 +392,8 @@ fn each_run_tests_the_target_it_names() {
                 .query_one("SHOW pg_barrier.fast_path", &[])
                 .unwrap()
                 .get(0);
-            let setting_on = crate::target().fast_path;
-            assert_eq!(setting, if setting_on { "on" } else { "off" });
-            // Counted fast only where the path is built: on 16 and later it declines.
             let on = crate::support::fast_path();
+            assert_eq!(setting, if on { "on" } else { "off" });
             client
                 .batch_execute("SELECT barrier_enqueue('target-check', 3)")
                 .unwrap();

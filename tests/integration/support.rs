@@ -43,24 +43,23 @@ pub fn edition() -> Edition {
     crate::target().edition
 }
 
-/// Whether reports take the Rust build's fast path in this run: the target has it on and the
-/// server runs PostgreSQL 15, the one major the path is built for (src/fast_path.rs). On the
-/// others `pg_barrier.fast_path` is on but every report takes the SQL path.
+/// Whether reports may take the Rust build's fast path in this run.
 #[allow(dead_code)]
 pub fn fast_path() -> bool {
-    crate::target().fast_path && server_major() == 15
+    crate::target().fast_path
 }
 
-/// The major version of the server under test (15 for 15.18).
-pub fn server_major() -> i32 {
-    static MAJOR: OnceLock<i32> = OnceLock::new();
-    *MAJOR.get_or_init(|| {
-        let version: String = connect()
-            .query_one("SHOW server_version_num", &[])
-            .unwrap()
-            .get(0);
-        version.parse::<i32>().expect("a number") / 10_000
-    })
+/// The PostgreSQL major this binary was built for (its `pgNN` feature).
+pub fn compiled_major() -> i32 {
+    if cfg!(feature = "pg18") {
+        18
+    } else if cfg!(feature = "pg17") {
+        17
+    } else if cfg!(feature = "pg16") {
+        16
+    } else {
+        15
+    }
 }
 
 /// The extension version that installs this binary's edition.
