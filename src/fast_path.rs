@@ -41,8 +41,9 @@
 //! Built for PostgreSQL 15 to 18. Where their access-method API differs, the code says which
 //! major does what: PostgreSQL 16 made `heap_update` report which indexes an update needs
 //! (`TU_UpdateIndexes`, with summarizing indexes apart) and gave `ExecInsertIndexTuples` the
-//! matching argument; 18 keeps a tuple descriptor's attributes after compact copies of them,
-//! gave `index_beginscan` an instrumentation argument and added virtual generated columns.
+//! matching argument; 17 added `index_insert_cleanup` after index inserts; 18 keeps a tuple
+//! descriptor's attributes after compact copies of them, gave `index_beginscan` an
+//! instrumentation argument and added virtual generated columns.
 
 use crate::error::Result;
 use crate::jsonb::RawJsonb;
