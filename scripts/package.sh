@@ -96,7 +96,7 @@ if [[ $check == --check ]]; then
   touch "$scratch/var/lib/dpkg/status"
   # The scratch root's package database knows no postgresql-MAJOR: the server is there,
   # copied, not installed, so that one dependency is waived (and checked by name below).
-  dpkg --root="$scratch" --force-depends --force-script-chrootless -i "$deb" >&2
+  dpkg --root="$scratch" --force-depends -i "$deb" >&2
   dpkg-deb -f "$deb" Depends | grep -q "^postgresql-$major," ||
     { echo "$deb does not depend on postgresql-$major" >&2; exit 1; }
 
