@@ -58,7 +58,7 @@ fn pg_config(flag: &str) -> PathBuf {
     let output = Command::new("pg_config")
         .arg(flag)
         .output()
-        .expect("pg_config on the PATH (scripts/test.sh installs PostgreSQL 15)");
+        .expect("pg_config on the PATH (scripts/test.sh puts the tested build's first)");
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 

@@ -388,12 +388,11 @@ fn each_run_tests_the_target_it_names() {
         crate::support::Edition::Sql => assert_eq!(language, "plpgsql"),
         crate::support::Edition::Rust => {
             assert_eq!(language, "c");
-            let setting: String = client
-                .query_one("SHOW pg_barrier.fast_path", &[])
-                .unwrap()
-                .get(0);
             let on = crate::support::fast_path();
-            assert_eq!(setting, if on { "on" } else { "off" });
+            assert_eq!(
+                show(&mut client, "pg_barrier.fast_path"),
+                if on { "on" } else { "off" }
+            );
             client
                 .batch_execute("SELECT barrier_enqueue('target-check', 3)")
                 .unwrap();
