@@ -1,0 +1,200 @@
+"""Typed calls for every pg_barrier function, on a psycopg 3 connection (synchronous and asyncio).
+
+Each call runs in the connection's current transaction, exactly as the SQL function does: in
+autocommit mode each call is its own transaction; otherwise it commits with the caller's other
+writes (put a task's report in the transaction of its writes, and they commit or fail together).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Optional
+
+import psycopg
+
+from . import _calls
+from ._calls import Call
+from ._types import (
+    AbortStatus,
+    BarrierStatus,
+    Completion,
+    EnqueueStatus,
+    Report,
+    Stats,
+    Sweep,
+    Taken,
+)
+from .errors import translate
+
+
+class _Api:
+    """The calls both clients share; subclasses say how a call is executed."""
+
+    def __init__(self, schema: Optional[str], prepare: Optional[bool]) -> None:
+        self.schema = schema
+        # psycopg prepares a statement after a few executions; a transaction-pooling PgBouncer
+        # (before 1.21) cannot follow prepared statements across server connections, so by
+        # default nothing is prepared. Pass prepare=None on a direct connection to let psycopg
+        # decide.
+        self.prepare = prepare
+
+    def _enqueue(self, id, expected, callback, ttl, channel, replace, stall_timeout) -> Call:
+        return _calls.enqueue(
+            self.schema, id, expected, callback, ttl, channel, replace, stall_timeout
+        )
+
+
+class Barriers(_Api):
+    """pg_barrier's functions on a synchronous psycopg connection::
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            barriers = Barriers(conn)
+            barriers.enqueue("report-42", 3, callback={"task": "merge"})
+            answer = barriers.report("report-42", {"rows": 10}, slot=0)
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        schema: Optional[str] = None,
+        prepare: Optional[bool] = False,
+    ) -> None:
+        super().__init__(schema, prepare)
+        self.conn = conn
+
+    def _run(self, call: Call) -> Any:
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute(call.query, call.params, prepare=self.prepare)
+                rows = cursor.fetchall()
+        except psycopg.Error as error:
+            mapped = translate(error)
+            if mapped is error:
+                raise
+            raise mapped from error
+        return call.answer(rows)
+
+    def enqueue(
+        self,
+        id: str,
+        expected: int,
+        *,
+        callback: Any = None,
+        ttl: Optional[timedelta] = None,
+        channel: Optional[str] = None,
+        replace: bool = False,
+        stall_timeout: Optional[timedelta] = None,
+    ) -> EnqueueStatus:
+        """Registers barrier ``id``, complete after ``expected`` reports (``barrier_enqueue``)."""
+        return self._run(self._enqueue(id, expected, callback, ttl, channel, replace, stall_timeout))
+
+    def report(self, id: str, result: Any = None, *, slot: Optional[int] = None) -> Report:
+        """One task's report with its result (``barrier_decr``); pass the task's ``slot`` so a
+        redelivered task answers ``DUPLICATE`` instead of counting twice."""
+        return self._run(_calls.report(self.schema, id, result, slot))
+
+    def abort(self, id: str, reason: Optional[str] = None) -> AbortStatus:
+        """Aborts a live barrier (``barrier_abort``)."""
+        return self._run(_calls.abort(self.schema, id, reason))
+
+    def add(self, id: str, extra: int) -> int:
+        """Adds ``extra`` tasks to a pending barrier; answers the new ``expected``."""
+        return self._run(_calls.add(self.schema, id, extra))
+
+    def status(self, id: str) -> Optional[BarrierStatus]:
+        """The barrier's state, or None if there is no such barrier."""
+        return self._run(_calls.status(self.schema, id))
+
+    def results(self, id: str) -> Optional[list[Any]]:
+        """The results recorded so far in this round, in slot (or arrival) order."""
+        return self._run(_calls.results(self.schema, id))
+
+    def take(self, id: str) -> Optional[Taken]:
+        """The completion of a complete barrier, handed out once: None if it is not complete or
+        was taken already. Locks the barrier until the transaction ends."""
+        return self._run(_calls.take(self.schema, id))
+
+    def completions(self, channel: Optional[str] = None, max_rows: int = 100) -> list[Completion]:
+        """Claims up to ``max_rows`` untaken completions (on ``channel``, or any), oldest first.
+        Call it in the transaction that acts on them: on rollback they are listed again."""
+        return self._run(_calls.completions(self.schema, channel, max_rows))
+
+    def sweep(self, max_rows: int = 10000) -> Sweep:
+        """One bounded round of housekeeping (``barrier_sweep``)."""
+        return self._run(_calls.sweep(self.schema, max_rows))
+
+    def stats(self) -> Stats:
+        """Counts for dashboards and alerts (``barrier_stats``)."""
+        return self._run(_calls.stats(self.schema))
+
+
+class AsyncBarriers(_Api):
+    """pg_barrier's functions on a psycopg ``AsyncConnection``; the same calls as
+    :class:`Barriers`, awaited."""
+
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        *,
+        schema: Optional[str] = None,
+        prepare: Optional[bool] = False,
+    ) -> None:
+        super().__init__(schema, prepare)
+        self.conn = conn
+
+    async def _run(self, call: Call) -> Any:
+        try:
+            async with self.conn.cursor() as cursor:
+                await cursor.execute(call.query, call.params, prepare=self.prepare)
+                rows = await cursor.fetchall()
+        except psycopg.Error as error:
+            mapped = translate(error)
+            if mapped is error:
+                raise
+            raise mapped from error
+        return call.answer(rows)
+
+    async def enqueue(
+        self,
+        id: str,
+        expected: int,
+        *,
+        callback: Any = None,
+        ttl: Optional[timedelta] = None,
+        channel: Optional[str] = None,
+        replace: bool = False,
+        stall_timeout: Optional[timedelta] = None,
+    ) -> EnqueueStatus:
+        return await self._run(
+            self._enqueue(id, expected, callback, ttl, channel, replace, stall_timeout)
+        )
+
+    async def report(self, id: str, result: Any = None, *, slot: Optional[int] = None) -> Report:
+        return await self._run(_calls.report(self.schema, id, result, slot))
+
+    async def abort(self, id: str, reason: Optional[str] = None) -> AbortStatus:
+        return await self._run(_calls.abort(self.schema, id, reason))
+
+    async def add(self, id: str, extra: int) -> int:
+        return await self._run(_calls.add(self.schema, id, extra))
+
+    async def status(self, id: str) -> Optional[BarrierStatus]:
+        return await self._run(_calls.status(self.schema, id))
+
+    async def results(self, id: str) -> Optional[list[Any]]:
+        return await self._run(_calls.results(self.schema, id))
+
+    async def take(self, id: str) -> Optional[Taken]:
+        return await self._run(_calls.take(self.schema, id))
+
+    async def completions(
+        self, channel: Optional[str] = None, max_rows: int = 100
+    ) -> list[Completion]:
+        return await self._run(_calls.completions(self.schema, channel, max_rows))
+
+    async def sweep(self, max_rows: int = 10000) -> Sweep:
+        return await self._run(_calls.sweep(self.schema, max_rows))
+
+    async def stats(self) -> Stats:
+        return await self._run(_calls.stats(self.schema))
