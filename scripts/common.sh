@@ -17,3 +17,19 @@ ensure_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
+
+# Copies the PostgreSQL build of pg_config $1 (major $2) into the scratch root $3, laid out as
+# Debian's and the PGDG's postgresql-MAJOR lay it out (/usr/lib/postgresql/MAJOR/{bin,lib},
+# /usr/share/postgresql/MAJOR), without any pg_barrier of its own: a server that a package of
+# pg_barrier can be installed into without touching the real installation.
+scratch_server() {
+  local pg_config=$1 major=$2 root=$3 server
+  server=$root/usr/lib/postgresql/$major
+  mkdir -p "$server" "$root/usr/share/postgresql"
+  cp -a "$("$pg_config" --bindir)" "$server/bin"
+  cp -a "$("$pg_config" --pkglibdir)" "$server/lib"
+  cp -a "$("$pg_config" --sharedir)" "$root/usr/share/postgresql/$major"
+  # A relocatable build looks for its share directory beside bin/.
+  [[ -e "$server/share" ]] || ln -s "../../../share/postgresql/$major" "$server/share"
+  rm -f "$server/lib/pg_barrier.so" "$root/usr/share/postgresql/$major/extension/pg_barrier"*
+}

@@ -80,17 +80,8 @@ if [[ $check == --check ]]; then
     rm -rf "$scratch"
   }
   trap stop EXIT
-  # The server, laid out as postgresql-MAJOR lays it out, without any pg_barrier of its own.
-  bindir=$("$pg_config" --bindir) pkglibdir=$("$pg_config" --pkglibdir)
-  sharedir=$("$pg_config" --sharedir)
+  scratch_server "$pg_config" "$major" "$scratch"
   server=$scratch/usr/lib/postgresql/$major
-  mkdir -p "$server" "$scratch/usr/share/postgresql"
-  cp -a "$bindir" "$server/bin"
-  cp -a "$pkglibdir" "$server/lib"
-  cp -a "$sharedir" "$scratch/usr/share/postgresql/$major"
-  # A relocatable build looks for its share directory beside bin/.
-  [[ -e "$server/share" ]] || ln -s "../../../share/postgresql/$major" "$server/share"
-  rm -f "$server/lib/pg_barrier.so" "$scratch/usr/share/postgresql/$major/extension/pg_barrier"*
 
   mkdir -p "$scratch/var/lib/dpkg/info" "$scratch/var/lib/dpkg/updates"
   touch "$scratch/var/lib/dpkg/status"

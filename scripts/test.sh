@@ -12,13 +12,14 @@
 # Rust build with its fast path off and the SQL edition (the client-side binary, both); and, for
 # 15 to 18, the Debian package of the Rust build (scripts/package.sh), installed into a scratch
 # server of its major and run. Each build's servers run as the `postgres` user, in scratch data
-# directories.
+# directories. Then, once, the client tests (scripts/clients.sh: Python with PgBouncer and
+# Celery end to end, Rust, Node) against both editions; PG_BARRIER_CLIENTS=0 skips them.
 #
 #   PG_MAJORS="15" ./scripts/test.sh        a quick run on one build
 #   ./scripts/test.sh NAME                  the tests whose names contain NAME, on every build
 set -euo pipefail
 if [[ $EUID -ne 0 ]]; then
-  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE,PG_BARRIER_TEST_SEED,PG_BARRIER_MODEL_SECONDS,PG_BARRIER_FUZZ_SECONDS,PG_BARRIER_CHURN,RUST_TEST_NOCAPTURE \
+  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE,PG_BARRIER_TEST_SEED,PG_BARRIER_MODEL_SECONDS,PG_BARRIER_FUZZ_SECONDS,PG_BARRIER_CHURN,PG_BARRIER_CLIENTS,PG_BARRIER_EDITIONS,PG_BARRIER_PYTEST_ARGS,RUST_TEST_NOCAPTURE \
     "$(realpath "$0")" "$@"
 fi
 cd "$(dirname "$0")/.."
@@ -45,7 +46,7 @@ for build in "${builds[@]}"; do
     PGRX_FEATURES="pg$major pg_test" PGRX_NO_DEFAULT_FEATURES=true PGRX_ALL_FEATURES=false
     PGRX_BUILD_PROFILE=dev PGRX_NO_SCHEMA=false
   )
-  # pg_cron: tests/managed.rs schedules the SQL edition's sweep with it, as the README does.
+  # pg_cron: tests/managed.rs schedules the SQL edition's sweep with it, as docs/managed.md does.
   [[ $build != 15 ]] || ensure_packages "postgresql-15-cron"
   cargo_test=(cargo test --features "pg$major pg_test" --no-default-features)
   skips=()
@@ -83,6 +84,15 @@ for build in "${builds[@]}"; do
     summary+=("$(printf '%-11s %-23s %-16s %4ds' "$build" rust package $((SECONDS - started)))")
   fi
 done
+
+# The clients (Python with Celery and PgBouncer, Rust, Node) against both editions, once: they
+# call the SQL API, whose answers the matrix has just checked on every build.
+if [[ $# -eq 0 && ${PG_BARRIER_CLIENTS:-1} != 0 ]]; then
+  say "The client tests (scripts/clients.sh)"
+  started=$SECONDS
+  scripts/clients.sh
+  summary+=("$(printf '%-11s %-23s %-16s %4ds' 15 "rust, sql" clients $((SECONDS - started)))")
+fi
 
 say "Passed:"
 printf '  %s\n' "${summary[@]}"
