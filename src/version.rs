@@ -9,7 +9,7 @@
 //! version can change under a long-lived backend at any commit. That matters most for a library
 //! preloaded with `shared_preload_libraries`: its background sweeper lives as long as the server,
 //! and new backends inherit the library the postmaster loaded, whatever file is installed now
-//! (hence "restart the server after installing a new library", in the README). The check reads
+//! (hence "restart the server after installing a new library", in docs/operations.md). The check reads
 //! the catalog directly, without SPI: a few microseconds, once per transaction that calls us.
 
 use std::cell::Cell;

@@ -10,7 +10,7 @@
 //!
 //! (those two as `scripts/sql-edition.sh --dist` writes them, for every release and update)
 //!
-//! and the sweep scheduled with pg_cron, as the README says.
+//! and the sweep scheduled with pg_cron, as docs/managed.md says.
 
 // Shared with tests/crash.rs; this binary does not crash its clusters.
 #[allow(dead_code)]
@@ -116,7 +116,7 @@ fn installation() -> &'static Installation {
         mirror(&share.join("extension"), &extension, |name| {
             name.starts_with("pg_barrier")
         });
-        // The SQL edition's files, as the README installs them.
+        // The SQL edition's files, as docs/managed.md installs them.
         run({
             let mut install = Command::new(repository("scripts/install-sql-edition.sh"));
             install.arg(&extension);
@@ -771,7 +771,7 @@ fn managed_code_run_by_autovacuum_or_a_superusers_analyze_acts_for_the_table_own
     cluster.assert_log_clean();
 }
 
-/// The README's pg_cron job sweeps the SQL edition: a barrier past its ttl is expired, and its
+/// docs/managed.md's pg_cron job sweeps the SQL edition: a barrier past its ttl is expired, and its
 /// listeners told, without any call touching it.
 #[test]
 fn managed_pg_cron_runs_the_sweep() {

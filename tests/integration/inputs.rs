@@ -19,7 +19,7 @@ use crate::support::{
     assert_no_backend_crashed, connect, connect_as, decr, edition, seed, sqlstate, Edition, Rng,
 };
 
-// SQLSTATEs pg_barrier raises for bad arguments (README, "Errors").
+// SQLSTATEs pg_barrier raises for bad arguments (docs/api.md, "Errors").
 const NULL_VALUE: &str = "22004";
 const INVALID: &str = "22023";
 const TOO_LONG: &str = "22001";
@@ -49,9 +49,9 @@ const INTERVAL_OVERFLOW: &str = "22015";
 const DATETIME_OVERFLOW: &str = "22008";
 
 /// Every SQLSTATE a call may fail with because of its arguments or the barrier's state: the
-/// README's table (a NULL, a value out of its domain, a text over its limit, a live barrier with
-/// other arguments, a jsonb over `max_result_bytes`, a finished or unknown barrier given to
-/// `barrier_add`, another role's barrier).
+/// table of errors in docs/api.md (a NULL, a value out of its domain, a text over its limit, a
+/// live barrier with other arguments, a jsonb over `max_result_bytes`, a finished or unknown
+/// barrier given to `barrier_add`, another role's barrier).
 const DOCUMENTED: &[&str] = &[
     NULL_VALUE,
     INVALID,
@@ -1145,7 +1145,8 @@ fn channels(cases: &mut Vec<Case>) {
             cases.push(enqueue(label, channel(NULL_TEXT), fails(INVALID)).with_setup(empty));
         }
         // Without the library the setting is a placeholder, which reads '' after RESET as
-        // well as after this SET: the SQL edition takes both for unset (README, editions).
+        // well as after this SET: the SQL edition takes both for unset (docs/managed.md,
+        // "What differs").
         Edition::Sql => {
             let id = "inputs:channel:empty-setting";
             let call = Enqueue::new(id, 1).channel(NULL_TEXT);
@@ -1688,7 +1689,7 @@ const FUZZER_ROLE: &str = "
     ALTER ROLE inputs_fuzzer SET pg_barrier.channel = 'fuzz_default';";
 const FUZZ_RESULT_LIMIT: usize = 4096;
 
-/// What `barrier_decr`, `barrier_abort` and `barrier_status` may answer (README).
+/// What `barrier_decr`, `barrier_abort` and `barrier_status` may answer (docs/api.md).
 const DECR_ANSWERS: &[&str] = &[
     "pending",
     "complete",
@@ -1788,7 +1789,7 @@ const INTERVAL_UNITS: &[(&str, f64)] = &[
 ];
 const CHANNEL_CHARS: &[u8] = b"abcxyz0189_";
 
-/// A channel name as the README defines it: `[a-z_][a-z0-9_]*`, at most 63 bytes.
+/// A channel name as docs/api.md defines it: `[a-z_][a-z0-9_]*`, at most 63 bytes.
 fn is_channel(name: &str) -> bool {
     let mut bytes = name.bytes();
     name.len() <= 63
@@ -1803,14 +1804,14 @@ struct Call {
     args: Vec<Arg>,
     /// The barrier the call names, if it is a valid id: checked after the call.
     id: Option<String>,
-    /// Why the README says this call must be refused, with the SQLSTATE each reason gives.
+    /// Why docs/api.md says this call must be refused, with the SQLSTATE each reason gives.
     refusals: Vec<Refusal>,
     /// SQLSTATEs the call may get without the draw knowing it must: an argument of random text
     /// that may happen to parse as a refused value.
     maybe: Vec<&'static str>,
 }
 
-/// An argument the README says is refused: why, and the SQLSTATE pg_barrier answers with.
+/// An argument docs/api.md says is refused: why, and the SQLSTATE pg_barrier answers with.
 type Refusal = (String, &'static str);
 
 impl fmt::Display for Call {
@@ -1834,7 +1835,7 @@ fn shown(arg: &Arg) -> String {
     }
 }
 
-/// Draws the arguments of one call, and notes every one the README says is refused.
+/// Draws the arguments of one call, and notes every one docs/api.md says is refused.
 struct Draw<'r> {
     rng: &'r mut Rng,
     refusals: Vec<Refusal>,

@@ -11,7 +11,7 @@
 //! - `sql`: the SQL edition, on a server that loads no pg_barrier library.
 //!
 //! Tests whose assertions must differ between the editions ask `support::edition()`; every
-//! such difference is listed in the README.
+//! such difference is listed in docs/managed.md ("What differs").
 
 use std::sync::OnceLock;
 

@@ -1,4 +1,4 @@
-//! The Rust build's background sweeper (the SQL edition has none: its README section schedules
+//! The Rust build's background sweeper (the SQL edition has none: docs/managed.md schedules
 //! `barrier_sweep()` with pg_cron instead).
 
 use std::thread;
