@@ -49,6 +49,8 @@ install -d "$lib" "$extension" "$root/DEBIAN" "$root/usr/share/doc/$name"
 install -m 644 "$work/build$("$pg_config" --pkglibdir)/pg_barrier.so" "$lib/"
 install -m 644 "$work/build$("$pg_config" --sharedir)"/extension/pg_barrier* "$extension/"
 install -m 644 README.md "$root/usr/share/doc/$name/README.md"
+install -d "$root/usr/share/doc/$name/docs"
+install -m 644 docs/*.md "$root/usr/share/doc/$name/docs/"
 
 # The newest glibc symbol version the library uses is the oldest libc6 it runs with.
 glibc=$(objdump -T "$lib/pg_barrier.so" | grep -o 'GLIBC_[0-9.]*' | cut -d_ -f2 | sort -V | tail -1)

@@ -113,7 +113,8 @@ fn main() {
                             let results: String = row.get(2);
                             let callback: String = row.get(3);
                             println!(
-                                "worker {worker}:    I am the completer. Callback: {callback}"
+                                "worker {worker}:    I completed it (committed). Callback to dispatch \
+                                 through barrier_take: {callback}"
                             );
                             println!("worker {worker}:    results in task order: {results}");
                         }

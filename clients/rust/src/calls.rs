@@ -29,7 +29,8 @@ use crate::Error;
 /// The optional arguments of `barrier_enqueue`; `Default` leaves each to the server's default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnqueueOptions {
-    /// Any JSON, stored and handed to the completer (the task to run next).
+    /// Any JSON, stored and handed out with the completion (the task to run next), to be
+    /// dispatched after the completing report commits (see `take` and `completions`).
     pub callback: Option<Value>,
     /// How long the barrier may stay pending; default `pg_barrier.default_ttl` (6 hours).
     /// Sent as seconds, with microsecond precision.

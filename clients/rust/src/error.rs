@@ -62,7 +62,9 @@ impl Error {
             None => return Error::Database(error),
         };
         match code {
-            "22004" | "22023" | "22001" => Error::InvalidArgument(error),
+            // Class 22: pg_barrier's own argument checks (22004, 22023, 22001) and PostgreSQL's
+            // conversions of an argument (a NUL byte, malformed JSON, an interval out of range).
+            code if code.starts_with("22") => Error::InvalidArgument(error),
             "42710" => Error::Conflict(error),
             "42501" => Error::NotOwner(error),
             "42704" => match id {
@@ -73,7 +75,8 @@ impl Error {
                 None => Error::Database(error),
             },
             "55000" => Error::Finished(error),
-            "54000" => Error::LimitExceeded(error),
+            // 54001: JSON nested too deeply for the server to parse.
+            "54000" | "54001" => Error::LimitExceeded(error),
             "25006" => Error::ReadOnly(error),
             "40001" => Error::SerializationFailure(error),
             _ => Error::Database(error),

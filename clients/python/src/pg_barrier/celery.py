@@ -22,7 +22,7 @@ header order, as a chord's is, and **only after** the completing report has comm
 So every completion is dispatched at least once, and exactly once unless a process dies between
 sending the callback and committing its dispatch. For that case the callback's task id is its
 idempotency key, ``pg_barrier:<barrier id>:<round>``: the same for every dispatch of one
-completion (:func:`completion_key` parses it).
+completion (:func:`parse_completion_key` reads it back).
 
 Redelivered header tasks (``acks_late``, a worker killed mid-task) report the same slot again,
 which answers ``duplicate`` and changes nothing. A header task that fails (after its own retries)
