@@ -2,8 +2,9 @@
 # The client tests, from the stacks pg_barrier's users run, against real servers this script
 # starts and stops:
 #
-#   python  clients/python: pytest over the package installed from the wheel `python -m build`
-#           makes (typed calls, errors, the waiter, PgBouncer, Celery end to end on Redis)
+#   python  clients/python: mypy --strict, then pytest over the package installed from the wheel
+#           `python -m build` makes (typed calls, errors, the waiter, PgBouncer, Celery end to
+#           end on Redis)
 #   rust    clients/rust: cargo test
 #   node    clients/node: the example
 #
@@ -152,6 +153,8 @@ for needed in ("pg_barrier/py.typed", "pg_barrier/celery.py", "pg_barrier/waiter
     assert needed in names, f"the wheel lacks {needed}: {names}"
 PY
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheel"
+  say "Type-checking the package (mypy --strict, configured in pyproject.toml)"
+  (cd clients/python && "$venv/bin/mypy" --cache-dir "$scratch/mypy" src/pg_barrier >&2)
 fi
 if [[ " ${suites[*]} " == *" node "* ]]; then
   say "Installing the Node example's dependencies (npm ci)"

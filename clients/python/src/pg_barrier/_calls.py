@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -28,15 +28,16 @@ from ._types import (
 )
 
 Row = Sequence[Any]
+Answer = TypeVar("Answer")
 
 
 @dataclass(frozen=True)
-class Call:
+class Call(Generic[Answer]):
     """One statement and the conversion of its rows into the call's answer."""
 
     query: sql.Composed
     params: tuple[Any, ...]
-    answer: Callable[[list[Row]], Any]
+    answer: Callable[[list[Row]], Answer]
 
 
 def _function(schema: Optional[str], name: str) -> sql.Composable:
@@ -70,7 +71,7 @@ def enqueue(
     channel: Optional[str],
     replace: bool,
     stall_timeout: Optional[timedelta],
-) -> Call:
+) -> Call[EnqueueStatus]:
     return Call(
         _statement(
             schema,
@@ -83,7 +84,7 @@ def enqueue(
     )
 
 
-def report(schema: Optional[str], id: str, result: Any, slot: Optional[int]) -> Call:
+def report(schema: Optional[str], id: str, result: Any, slot: Optional[int]) -> Call[Report]:
     def answer(rows: list[Row]) -> Report:
         status, remaining, results, callback = _only(rows)
         return Report(ReportStatus(status), remaining, results, callback)
@@ -99,7 +100,7 @@ def report(schema: Optional[str], id: str, result: Any, slot: Optional[int]) -> 
     )
 
 
-def abort(schema: Optional[str], id: str, reason: Optional[str]) -> Call:
+def abort(schema: Optional[str], id: str, reason: Optional[str]) -> Call[AbortStatus]:
     return Call(
         _statement(schema, "SELECT {fn}(%s::text, %s::text)", "barrier_abort"),
         (id, reason),
@@ -107,7 +108,7 @@ def abort(schema: Optional[str], id: str, reason: Optional[str]) -> Call:
     )
 
 
-def add(schema: Optional[str], id: str, extra: int) -> Call:
+def add(schema: Optional[str], id: str, extra: int) -> Call[int]:
     return Call(
         _statement(schema, "SELECT {fn}(%s::text, %s::integer)", "barrier_add"),
         (id, extra),
@@ -115,7 +116,7 @@ def add(schema: Optional[str], id: str, extra: int) -> Call:
     )
 
 
-def status(schema: Optional[str], id: str) -> Call:
+def status(schema: Optional[str], id: str) -> Call[Optional[BarrierStatus]]:
     def answer(rows: list[Row]) -> Optional[BarrierStatus]:
         if not rows:
             return None
@@ -146,15 +147,19 @@ def status(schema: Optional[str], id: str) -> Call:
     )
 
 
-def results(schema: Optional[str], id: str) -> Call:
+def results(schema: Optional[str], id: str) -> Call[Optional[list[Any]]]:
+    def answer(rows: list[Row]) -> Optional[list[Any]]:
+        value: Optional[list[Any]] = _only(rows)[0]
+        return value
+
     return Call(
         _statement(schema, "SELECT {fn}(%s::text)", "barrier_results"),
         (id,),
-        lambda rows: _only(rows)[0],
+        answer,
     )
 
 
-def take(schema: Optional[str], id: str) -> Call:
+def take(schema: Optional[str], id: str) -> Call[Optional[Taken]]:
     def answer(rows: list[Row]) -> Optional[Taken]:
         if not rows:
             return None
@@ -168,7 +173,9 @@ def take(schema: Optional[str], id: str) -> Call:
     )
 
 
-def completions(schema: Optional[str], channel: Optional[str], max_rows: int) -> Call:
+def completions(
+    schema: Optional[str], channel: Optional[str], max_rows: int
+) -> Call[list[Completion]]:
     return Call(
         _statement(
             schema,
@@ -180,7 +187,7 @@ def completions(schema: Optional[str], channel: Optional[str], max_rows: int) ->
     )
 
 
-def sweep(schema: Optional[str], max_rows: int) -> Call:
+def sweep(schema: Optional[str], max_rows: int) -> Call[Sweep]:
     return Call(
         _statement(schema, "SELECT expired, deleted FROM {fn}(%s::integer)", "barrier_sweep"),
         (max_rows,),
@@ -188,7 +195,7 @@ def sweep(schema: Optional[str], max_rows: int) -> Call:
     )
 
 
-def stats(schema: Optional[str]) -> Call:
+def stats(schema: Optional[str]) -> Call[Stats]:
     return Call(
         _statement(
             schema,

@@ -84,7 +84,7 @@ class _Config:
 
 
 def _config(app: Celery) -> _Config:
-    config = getattr(app, "_pg_barrier", None)
+    config: Optional[_Config] = getattr(app, "_pg_barrier", None)
     if config is None:
         raise RuntimeError("pg_barrier.celery: call configure(app, conninfo) first")
     return config
@@ -193,7 +193,7 @@ def configure(
     ``pg_barrier.recover``), a recovery pass on each worker's start and, unless
     ``recovery_interval`` is None, one every ``recovery_interval`` seconds in beat's schedule.
     Call it where the app is defined, so that workers and producers both run it."""
-    app._pg_barrier = _Config(conninfo, channel, schema, recovery_batch)  # type: ignore[attr-defined]
+    app._pg_barrier = _Config(conninfo, channel, schema, recovery_batch)
 
     # Reports retry on a lost connection or a serialization failure: dropping one would strand
     # the barrier until its ttl, and a retried slot report can never count twice.

@@ -8,7 +8,7 @@ writes (put a task's report in the transaction of its writes, and they commit or
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import psycopg
 
@@ -26,6 +26,8 @@ from ._types import (
 )
 from .errors import translate
 
+Answer = TypeVar("Answer")
+
 
 class _Api:
     """The calls both clients share; subclasses say how a call is executed."""
@@ -38,7 +40,16 @@ class _Api:
         # decide.
         self.prepare = prepare
 
-    def _enqueue(self, id, expected, callback, ttl, channel, replace, stall_timeout) -> Call:
+    def _enqueue(
+        self,
+        id: str,
+        expected: int,
+        callback: Any,
+        ttl: Optional[timedelta],
+        channel: Optional[str],
+        replace: bool,
+        stall_timeout: Optional[timedelta],
+    ) -> Call[EnqueueStatus]:
         return _calls.enqueue(
             self.schema, id, expected, callback, ttl, channel, replace, stall_timeout
         )
@@ -63,7 +74,7 @@ class Barriers(_Api):
         super().__init__(schema, prepare)
         self.conn = conn
 
-    def _run(self, call: Call) -> Any:
+    def _run(self, call: Call[Answer]) -> Answer:
         try:
             with self.conn.cursor() as cursor:
                 cursor.execute(call.query, call.params, prepare=self.prepare)
@@ -143,7 +154,7 @@ class AsyncBarriers(_Api):
         super().__init__(schema, prepare)
         self.conn = conn
 
-    async def _run(self, call: Call) -> Any:
+    async def _run(self, call: Call[Answer]) -> Answer:
         try:
             async with self.conn.cursor() as cursor:
                 await cursor.execute(call.query, call.params, prepare=self.prepare)
