@@ -190,7 +190,7 @@ def configure(
     recovery_batch: int = 100,
 ) -> None:
     """Registers pg_barrier's tasks on ``app`` (``pg_barrier.report``, ``pg_barrier.failed``,
-    ``pg_barrier.recover``), a recovery pass on each worker's start and, unless
+    ``pg_barrier.abort``, ``pg_barrier.recover``), a recovery pass on each worker's start and, unless
     ``recovery_interval`` is None, one every ``recovery_interval`` seconds in beat's schedule.
     Call it where the app is defined, so that workers and producers both run it."""
     app._pg_barrier = _Config(conninfo, channel, schema, recovery_batch)
