@@ -59,6 +59,13 @@ def celery(dsn: str, redis_url: str, edition: str):
     return celery_app
 
 
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass  # the group is empty
+
+
 class Workers:
     """Celery worker processes, each in its own process group so a SIGKILL takes all of it."""
 
@@ -90,15 +97,17 @@ class Workers:
         self.processes[name].wait()
 
     def stop_all(self) -> None:
+        """Stops every worker and whatever its process group still holds: a worker that was
+        killed (or killed itself) leaves its embedded beat process (-B) behind."""
         for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                pass
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
 
     def logs(self) -> str:
         return "\n".join(
