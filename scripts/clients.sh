@@ -47,7 +47,8 @@ command -v node >/dev/null || ensure_packages nodejs
 command -v npm >/dev/null || ensure_packages npm
 
 # --- The servers ------------------------------------------------------------------------------
-deb=$(scripts/package.sh "$major" | tail -1)
+# The Rust build's package: the one scripts/test.sh has just built and checked, or a new one.
+deb=${PG_BARRIER_DEB:-$(scripts/package.sh "$major" | tail -1)}
 scratch=$(mktemp -d /tmp/pg_barrier-clients-XXXXXX)
 chmod 755 "$scratch"
 server=$scratch/usr/lib/postgresql/$major

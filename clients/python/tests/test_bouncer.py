@@ -9,7 +9,6 @@ import threading
 from collections import Counter
 
 import psycopg
-import pytest
 
 from pg_barrier import Barriers, EnqueueStatus, ReportStatus, State, Waiter
 

@@ -73,6 +73,36 @@ where
     row.try_get(name).map_err(Error::Database)
 }
 
+/// The parameters of a call: each value with the type it is sent as.
+type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
+
+/// Runs a call that answers exactly one row. `id` names the barrier the call is about, so that
+/// 42704 reads as [`Error::UnknownBarrier`].
+async fn one_row<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &Params<'_>,
+    id: Option<&str>,
+) -> Result<Row, Error> {
+    client
+        .query_typed_one(sql, params)
+        .await
+        .map_err(|error| Error::from_call(error, id))
+}
+
+/// Runs a call that answers one row or none (a barrier that does not exist, or is not takeable).
+async fn optional_row<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &Params<'_>,
+    id: &str,
+) -> Result<Option<Row>, Error> {
+    client
+        .query_typed_opt(sql, params)
+        .await
+        .map_err(|error| Error::from_call(error, Some(id)))
+}
+
 /// Registers barrier `id`, which completes after `expected` (>= 0) reports.
 ///
 /// Retrying with the same arguments while the barrier is live changes nothing and answers
@@ -97,10 +127,7 @@ pub async fn enqueue<C: GenericClient>(
         (&options.replace, Type::BOOL),
         (&stall_timeout, Type::FLOAT8),
     ];
-    let row = client
-        .query_typed_one(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = one_row(client, SQL, &params, Some(id)).await?;
     column::<&str>(&row, "status")?.parse()
 }
 
@@ -120,10 +147,7 @@ pub async fn decr<C: GenericClient>(
         (&result, Type::JSONB),
         (&slot, Type::INT4),
     ];
-    let row = client
-        .query_typed_one(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = one_row(client, SQL, &params, Some(id)).await?;
     Ok(Report {
         status: column::<&str>(&row, "status")?.parse()?,
         remaining: column(&row, "remaining")?,
@@ -140,10 +164,7 @@ pub async fn abort<C: GenericClient>(
 ) -> Result<AbortStatus, Error> {
     const SQL: &str = "SELECT barrier_abort(id => $1::text, reason => $2::text) AS status";
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&id, Type::TEXT), (&reason, Type::TEXT)];
-    let row = client
-        .query_typed_one(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = one_row(client, SQL, &params, Some(id)).await?;
     column::<&str>(&row, "status")?.parse()
 }
 
@@ -153,10 +174,7 @@ pub async fn abort<C: GenericClient>(
 pub async fn add<C: GenericClient>(client: &C, id: &str, extra: i32) -> Result<i32, Error> {
     const SQL: &str = "SELECT barrier_add(id => $1::text, extra => $2::int4) AS expected";
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&id, Type::TEXT), (&extra, Type::INT4)];
-    let row = client
-        .query_typed_one(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = one_row(client, SQL, &params, Some(id)).await?;
     column(&row, "expected")
 }
 
@@ -168,10 +186,7 @@ pub async fn status<C: GenericClient>(
     const SQL: &str = "SELECT id, status, expected, remaining, created_at, expires_at, \
         finished_at, channel, callback, reason, round FROM barrier_status(id => $1::text)";
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&id, Type::TEXT)];
-    let row = client
-        .query_typed_opt(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = optional_row(client, SQL, &params, id).await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -195,10 +210,7 @@ pub async fn status<C: GenericClient>(
 pub async fn results<C: GenericClient>(client: &C, id: &str) -> Result<Option<Value>, Error> {
     const SQL: &str = "SELECT barrier_results(id => $1::text) AS results";
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&id, Type::TEXT)];
-    let row = client
-        .query_typed_one(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = one_row(client, SQL, &params, Some(id)).await?;
     column(&row, "results")
 }
 
@@ -208,10 +220,7 @@ pub async fn results<C: GenericClient>(client: &C, id: &str) -> Result<Option<Va
 pub async fn take<C: GenericClient>(client: &C, id: &str) -> Result<Option<Taken>, Error> {
     const SQL: &str = "SELECT results, callback FROM barrier_take(id => $1::text)";
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&id, Type::TEXT)];
-    let row = client
-        .query_typed_opt(SQL, &params)
-        .await
-        .map_err(|error| Error::from_call(error, Some(id)))?;
+    let row = optional_row(client, SQL, &params, id).await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -254,10 +263,7 @@ pub async fn completions<C: GenericClient>(
 pub async fn sweep<C: GenericClient>(client: &C, max_rows: i32) -> Result<Sweep, Error> {
     const SQL: &str = "SELECT expired, deleted FROM barrier_sweep(max_rows => $1::int4)";
     let params: [(&(dyn ToSql + Sync), Type); 1] = [(&max_rows, Type::INT4)];
-    let row = client
-        .query_typed_one(SQL, &params)
-        .await
-        .map_err(Error::from)?;
+    let row = one_row(client, SQL, &params, None).await?;
     Ok(Sweep {
         expired: column(&row, "expired")?,
         deleted: column(&row, "deleted")?,
@@ -270,10 +276,7 @@ pub async fn stats<C: GenericClient>(client: &C) -> Result<Stats, Error> {
     const SQL: &str = "SELECT pending, complete, aborted, expired, untaken, \
         extract(epoch FROM oldest_pending_age)::float8 AS oldest_pending_seconds, \
         result_rows, result_bytes FROM barrier_stats()";
-    let row = client
-        .query_typed_one(SQL, &[])
-        .await
-        .map_err(Error::from)?;
+    let row = one_row(client, SQL, &[], None).await?;
     let oldest_pending_seconds: Option<f64> = column(&row, "oldest_pending_seconds")?;
     Ok(Stats {
         pending: column(&row, "pending")?,

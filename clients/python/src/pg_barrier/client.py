@@ -40,19 +40,6 @@ class _Api:
         # decide.
         self.prepare = prepare
 
-    def _enqueue(
-        self,
-        id: str,
-        expected: int,
-        callback: Any,
-        ttl: Optional[timedelta],
-        channel: Optional[str],
-        replace: bool,
-        stall_timeout: Optional[timedelta],
-    ) -> Call[EnqueueStatus]:
-        return _calls.enqueue(
-            self.schema, id, expected, callback, ttl, channel, replace, stall_timeout
-        )
 
 
 class Barriers(_Api):
@@ -98,7 +85,9 @@ class Barriers(_Api):
         stall_timeout: Optional[timedelta] = None,
     ) -> EnqueueStatus:
         """Registers barrier ``id``, complete after ``expected`` reports (``barrier_enqueue``)."""
-        return self._run(self._enqueue(id, expected, callback, ttl, channel, replace, stall_timeout))
+        return self._run(
+            _calls.enqueue(self.schema, id, expected, callback, ttl, channel, replace, stall_timeout)
+        )
 
     def report(self, id: str, result: Any = None, *, slot: Optional[int] = None) -> Report:
         """One task's report with its result (``barrier_decr``); pass the task's ``slot`` so a
@@ -178,7 +167,7 @@ class AsyncBarriers(_Api):
         stall_timeout: Optional[timedelta] = None,
     ) -> EnqueueStatus:
         return await self._run(
-            self._enqueue(id, expected, callback, ttl, channel, replace, stall_timeout)
+            _calls.enqueue(self.schema, id, expected, callback, ttl, channel, replace, stall_timeout)
         )
 
     async def report(self, id: str, result: Any = None, *, slot: Optional[int] = None) -> Report:

@@ -46,14 +46,17 @@ def _for_barrier(id: str) -> Match:
 
 
 class _Settings:
+    """What the two waiters share: their settings and the channels they listen on."""
+
     def __init__(
         self,
         conninfo: str,
-        listen: bool,
-        poll_interval: float,
-        reconnect_delay: float,
-        schema: Optional[str],
-        connect_kwargs: dict[str, Any],
+        *,
+        listen: bool = True,
+        poll_interval: float = 1.0,
+        reconnect_delay: float = 0.5,
+        schema: Optional[str] = None,
+        **connect_kwargs: Any,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
@@ -77,19 +80,8 @@ class Waiter(_Settings):
                 handle(completion)   # committed as handed out when the next one is asked for
     """
 
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        listen: bool = True,
-        poll_interval: float = 1.0,
-        reconnect_delay: float = 0.5,
-        schema: Optional[str] = None,
-        **connect_kwargs: Any,
-    ) -> None:
-        super().__init__(conninfo, listen, poll_interval, reconnect_delay, schema, connect_kwargs)
-        self._conn: Optional[psycopg.Connection[Any]] = None
-        self._loop: Optional[Generator[Completion, None, None]] = None
+    _conn: Optional[psycopg.Connection[Any]] = None
+    _loop: Optional[Generator[Completion, None, None]] = None
 
     def __enter__(self) -> "Waiter":
         return self
@@ -240,19 +232,8 @@ class AsyncWaiter(_Settings):
                 await handle(completion)
     """
 
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        listen: bool = True,
-        poll_interval: float = 1.0,
-        reconnect_delay: float = 0.5,
-        schema: Optional[str] = None,
-        **connect_kwargs: Any,
-    ) -> None:
-        super().__init__(conninfo, listen, poll_interval, reconnect_delay, schema, connect_kwargs)
-        self._conn: Optional[psycopg.AsyncConnection[Any]] = None
-        self._loop: Optional[AsyncGenerator[Completion, None]] = None
+    _conn: Optional[psycopg.AsyncConnection[Any]] = None
+    _loop: Optional[AsyncGenerator[Completion, None]] = None
 
     async def __aenter__(self) -> "AsyncWaiter":
         return self
