@@ -46,8 +46,8 @@ if [[ $mode == trigger ]]; then
   labels=("with the trigger" "without")
 else
   q -c "CREATE EXTENSION pg_barrier"
-  a="ALTER FUNCTION barrier_decr(text, jsonb, integer) RESET search_path"
-  b="ALTER FUNCTION barrier_decr(text, jsonb, integer) SET search_path = pg_catalog, pg_temp"
+  a="ALTER FUNCTION barrier_decr(text, jsonb, integer, boolean) RESET search_path"
+  b="ALTER FUNCTION barrier_decr(text, jsonb, integer, boolean) SET search_path = pg_catalog, pg_temp"
   labels=("without SET search_path" "with it")
 fi
 q -c "CREATE ROLE ab_app LOGIN"

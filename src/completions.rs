@@ -6,6 +6,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 
 use crate::context::write_as_owner;
+use crate::ending;
 use crate::error::{report, BarrierError};
 use crate::jsonb::RawJsonb;
 use crate::owner::check_owner;
@@ -16,21 +17,49 @@ use crate::validate;
 /// first committed take gets them and frees them; any other gets no row.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
 fn barrier_take(
     id: Option<&str>,
-) -> TableIterator<'static, (name!(results, RawJsonb), name!(callback, Option<RawJsonb>))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(results, RawJsonb),
+        name!(callback, Option<RawJsonb>),
+        name!(status, String),
+        name!(failed_slots, Vec<i32>),
+        name!(errors, RawJsonb),
+        name!(missing_slots, Vec<i32>),
+    ),
+> {
     report("barrier_take", || {
         let id = validate::id(id)?;
         let taken = write_as_owner(|client, caller| {
-            let Some(barrier) = state::lock(client, id)? else {
+            let Some(mut barrier) = state::lock(client, id)? else {
                 return Ok(None);
             };
             check_owner(caller, barrier.owner, id)?;
-            if barrier.status != Status::Complete || barrier.taken {
+            if barrier.status == Status::Pending && barrier.past_expiry {
+                // An expiry no sweep has stored yet: one that delivers becomes takeable here
+                // (unless a parent takes it).
+                ending::expire(client, id, &barrier, None, caller.memory, 0)?;
+                barrier = match state::lock(client, id)? {
+                    Some(barrier) => barrier,
+                    None => return Ok(None),
+                };
+            }
+            if !barrier.takeable() {
                 return Ok(None);
             }
-            let (completion, _) = state::take(client, id, caller.memory)?;
-            Ok(Some((completion.results, completion.callback)))
+            let status = state::completion_status(barrier.status, barrier.failed);
+            let (done, _) = state::take(client, id, caller.memory)?;
+            Ok(Some((
+                done.results,
+                done.callback,
+                status.to_string(),
+                done.failed_slots,
+                done.errors,
+                done.missing_slots,
+            )))
         })?;
         Ok(TableIterator::new(taken))
     })
@@ -53,6 +82,10 @@ fn barrier_completions(
         name!(finished_at, TimestampWithTimeZone),
         name!(results, RawJsonb),
         name!(callback, Option<RawJsonb>),
+        name!(status, String),
+        name!(failed_slots, Vec<i32>),
+        name!(errors, RawJsonb),
+        name!(missing_slots, Vec<i32>),
     ),
 > {
     report("barrier_completions", || {
@@ -61,9 +94,18 @@ fn barrier_completions(
             let claimed = state::claim_completions(client, max_rows, channel, caller.role)?;
             claimed
                 .into_iter()
-                .map(|id| {
-                    let (completion, finished_at) = state::take(client, &id, caller.memory)?;
-                    Ok((id, finished_at, completion.results, completion.callback))
+                .map(|(id, status)| {
+                    let (done, finished_at) = state::take(client, &id, caller.memory)?;
+                    Ok((
+                        id,
+                        finished_at,
+                        done.results,
+                        done.callback,
+                        status.to_string(),
+                        done.failed_slots,
+                        done.errors,
+                        done.missing_slots,
+                    ))
                 })
                 .collect::<Result<Vec<_>, BarrierError>>()
         })?;

@@ -34,7 +34,19 @@ pub enum BarrierError {
     /// No barrier has this id (for calls that need one).
     Unknown { id: String },
     /// The barrier is not in a state that allows the call.
-    WrongState { id: String, status: &'static str },
+    WrongState {
+        id: String,
+        status: &'static str,
+        detail: &'static str,
+    },
+    /// A quorum or a delivering expiry over `validate::MAX_PADDED_SLOTS` slots.
+    TooManySlots { argument: &'static str, limit: i32 },
+    /// A nested barrier would be its own ancestor.
+    Cycle { id: String },
+    /// A nested barrier would be more than `nesting::MAX_DEPTH` levels deep.
+    TooDeep { id: String },
+    /// The parent's slot has reported, or another barrier reports into it.
+    SlotTaken { parent: String, slot: i32 },
     /// A live barrier with this id was registered with other arguments.
     Conflict { id: String, detail: String },
     /// The calling role may not act on this barrier.
@@ -78,12 +90,18 @@ impl BarrierError {
             BarrierError::InvalidArgument { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             BarrierError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             BarrierError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            BarrierError::ResultsTooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            BarrierError::ResultsTooLarge { .. } | BarrierError::TooManySlots { .. } => {
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
+            }
             BarrierError::Unknown { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             BarrierError::WrongState { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
-            BarrierError::Conflict { .. } => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            BarrierError::Conflict { .. } | BarrierError::SlotTaken { .. } => {
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT
+            }
+            BarrierError::Cycle { .. } => PgSqlErrorCode::ERRCODE_INVALID_RECURSION,
+            BarrierError::TooDeep { .. } => PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX,
             BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             BarrierError::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             BarrierError::OutdatedSchema { .. } | BarrierError::SqlEdition { .. } => {
@@ -137,12 +155,38 @@ impl BarrierError {
                 format!("{function}: barrier \"{}\" does not exist", display_id(&id)),
                 function,
             ),
-            BarrierError::WrongState { id, status } => ErrorReport::new(
+            BarrierError::WrongState { id, status, detail } => ErrorReport::new(
                 code,
                 format!("{function}: barrier \"{}\" is {status}", display_id(&id)),
                 function,
             )
-            .set_detail("Only a pending barrier can take more tasks."),
+            .set_detail(detail),
+            BarrierError::TooManySlots { argument, limit } => ErrorReport::new(
+                code,
+                format!("{function}: argument \"{argument}\" would give the barrier more than {limit} slots"),
+                function,
+            )
+            .set_detail("A barrier with need or on_expiry => 'deliver' hands out a null and a missing slot for each slot that did not report, in one completion."),
+            BarrierError::Cycle { id } => ErrorReport::new(
+                code,
+                format!("{function}: barrier \"{}\" cannot be its own ancestor", display_id(&id)),
+                function,
+            ),
+            BarrierError::TooDeep { id } => ErrorReport::new(
+                code,
+                format!(
+                    "{function}: barrier \"{}\" would be nested more than {} levels deep",
+                    display_id(&id),
+                    crate::nesting::MAX_DEPTH
+                ),
+                function,
+            ),
+            BarrierError::SlotTaken { parent, slot } => ErrorReport::new(
+                code,
+                format!("{function}: slot {slot} of barrier \"{}\" is taken", display_id(&parent)),
+                function,
+            )
+            .set_detail("It has reported, or another barrier reports into it."),
             BarrierError::Conflict { id, detail } => ErrorReport::new(
                 code,
                 format!("{function}: a live barrier \"{}\" exists with different arguments", display_id(&id)),
@@ -202,7 +246,7 @@ impl From<pgrx::spi::SpiError> for BarrierError {
 }
 
 /// Ids are caller-supplied and may be long: messages quote at most the first 64 characters.
-fn display_id(id: &str) -> String {
+pub fn display_id(id: &str) -> String {
     const SHOWN: usize = 64;
     match id.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{}...", &id[..cut]),

@@ -20,9 +20,10 @@
 //! the lock, before anything is written. Should a result row exist all the same, the unique check
 //! waits for its writer and raises 23505: nothing is ever taken back.
 //!
-//! The path only takes reports it can finish: the barrier is pending and not past its ttl, the
-//! caller may act on it, the slot fits and has not reported, the results stay under their cap,
-//! and at least one more report will remain. Everything else (an unknown id, a finished barrier,
+//! The path only takes reports it can finish: a success (never `failed => true`), the barrier is
+//! pending and not past its ttl, the caller may act on it, the slot fits and has not reported
+//! (a slot holding a failure is there: its re-arming goes to SQL), the results stay under their
+//! cap, at least one more report will remain, and a quorum is not reached by this report. Everything else (an unknown id, a finished barrier,
 //! the completing report, any bad argument, a repeated slot) is declined before anything is
 //! written, and the SQL path in `report` handles it with its full logic and errors. Declining
 //! after taking the row lock keeps it, and the SQL path then takes it again at no cost.
@@ -53,29 +54,35 @@ use crate::jsonb::RawJsonb;
 /// compares them with the installed tables, fresh and upgraded.
 pub const EXPECTED_BARRIER: &str = "\
 check ((remaining >= 0) AND (remaining <= expected))
-check ((status <> 'complete'::text) OR (remaining = 0))
+check ((status <> 'complete'::text) OR (remaining = 0) OR (need IS NOT NULL))
 check ((status = 'pending'::text) = (finished_at IS NULL))
-check ((taken_at IS NULL) OR (status = 'complete'::text))
+check ((taken_at IS NULL) OR (status = 'complete'::text) OR ((status = 'expired'::text) AND deliver))
 check (expected >= 0)
+check (failed >= 0)
+check (need > 0)
 check (result_bytes >= 0)
 check (round > 0)
 check (status = ANY (ARRAY['pending'::text, 'complete'::text, 'aborted'::text, 'expired'::text]))
 column created_at timestamp with time zone not null
+column deliver boolean not null
 column expected integer not null
 column expires_at timestamp with time zone not null
+column failed integer not null
 column finished_at timestamp with time zone
 column id text collate 950 not null
+column need integer
 column owner regrole not null
 column progress_at timestamp with time zone not null
 column remaining integer not null
 column result_bytes bigint not null
 column round bigint not null
+column sealed boolean not null
 column slotted boolean
 column status text collate 100 not null
 column taken_at timestamp with time zone
 index CREATE INDEX barrier_finished_age ON barrier_internal.barrier USING btree (finished_at) WHERE (status <> 'pending'::text)
 index CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier USING btree (expires_at) WHERE (status = 'pending'::text)
-index CREATE INDEX barrier_untaken ON barrier_internal.barrier USING btree (finished_at) WHERE ((status = 'complete'::text) AND (taken_at IS NULL))
+index CREATE INDEX barrier_untaken ON barrier_internal.barrier USING btree (finished_at) WHERE ((taken_at IS NULL) AND ((status = 'complete'::text) OR ((status = 'expired'::text) AND deliver)))
 index CREATE UNIQUE INDEX barrier_pkey ON barrier_internal.barrier USING btree (id)
 ";
 
@@ -83,6 +90,7 @@ index CREATE UNIQUE INDEX barrier_pkey ON barrier_internal.barrier USING btree (
 pub const EXPECTED_RESULT: &str = "\
 check (slot >= 0)
 column barrier_id text collate 950 not null
+column failed boolean not null
 column result jsonb
 column slot integer not null
 index CREATE UNIQUE INDEX result_pkey ON barrier_internal.result USING btree (barrier_id, slot)
@@ -272,6 +280,9 @@ mod access {
         expires_at: usize,
         progress_at: usize,
         result_bytes: usize,
+        failed: usize,
+        need: usize,
+        deliver: usize,
     }
 
     /// The row's values the decision needs.
@@ -285,6 +296,9 @@ mod access {
         slotted: Option<bool>,
         expires_at: i64,
         result_bytes: i64,
+        failed: i32,
+        need: Option<i32>,
+        deliver: bool,
     }
 
     /// One report's arguments.
@@ -356,10 +370,11 @@ mod access {
                     let _settings = PinnedSettings::enter();
                     matches(barrier, EXPECTED_BARRIER) && matches(results, EXPECTED_RESULT)
                 };
-                // The result row is formed by position: (barrier_id, slot, result).
+                // The result row is formed by position: (barrier_id, slot, result, failed).
                 let columns = (verified
-                    && (*(*results).rd_att).natts == 3
-                    && column(results, c"result") == Some(2))
+                    && (*(*results).rd_att).natts == 4
+                    && column(results, c"result") == Some(2)
+                    && column(results, c"failed") == Some(3))
                 .then(|| columns(barrier))
                 .flatten();
                 let primaries = columns.as_ref().and_then(|_| {
@@ -557,6 +572,9 @@ mod access {
                 slotted: value(columns.slotted).map(|d| d.value() != 0),
                 expires_at: value(columns.expires_at).map_or(i64::MIN, |d| d.value() as i64),
                 result_bytes: value(columns.result_bytes).map_or(-1, |d| d.value() as i64),
+                failed: value(columns.failed).map_or(-1, |d| d.value() as i32),
+                need: value(columns.need).map(|d| d.value() as i32),
+                deliver: value(columns.deliver).is_some_and(|d| d.value() != 0),
             }
         }
     }
@@ -579,6 +597,11 @@ mod access {
             && row.remaining > 1
             && row.remaining <= row.expected
             && row.result_bytes >= 0
+            && row.failed >= 0
+            // A quorum this report would reach completes: not here.
+            && row
+                .need
+                .is_none_or(|need| row.expected - row.remaining - row.failed + 1 < need)
             && owner::may_act(caller, row.owner);
         if !usable {
             return None;
@@ -589,7 +612,9 @@ mod access {
             (_, Some(slot)) => slot,
             (_, None) => row.expected - row.remaining,
         };
-        let weight = validate::results_weight(id, row.result_bytes, result).ok()?;
+        // A completion that may leave slots out keeps room for their nulls (report::count).
+        let room = validate::padding(row.expected, row.need.is_some() || row.deliver);
+        let weight = validate::results_weight(id, row.result_bytes + room, result).ok()? - room;
         Some((position, weight))
     }
 
@@ -697,10 +722,16 @@ mod access {
     /// committed conflict (which the probe under the row lock rules out).
     unsafe fn insert_result(results: &Keyed, report: &Report<'_>, position: i32) {
         let (table, primary) = (results.table, results.primary);
-        // SAFETY: open relations; the result table's three columns `Tables::open` checked.
+        // SAFETY: open relations; the result table's four columns `Tables::open` checked. The
+        // index's key columns come first, so `values` serves the index insert too.
         unsafe {
-            let mut values = [report.id_datum, Datum::from(position), Datum::from(0usize)];
-            let mut nulls = [false, false, report.result.is_none()];
+            let mut values = [
+                report.id_datum,
+                Datum::from(position),
+                Datum::from(0usize),
+                Datum::from(false),
+            ];
+            let mut nulls = [false, false, report.result.is_none(), false];
             if let Some(result) = report.result {
                 values[2] = result.datum();
             }
@@ -951,6 +982,9 @@ mod access {
                 expires_at: find(c"expires_at")?,
                 progress_at: find(c"progress_at")?,
                 result_bytes: find(c"result_bytes")?,
+                failed: find(c"failed")?,
+                need: find(c"need")?,
+                deliver: find(c"deliver")?,
             })
         }
     }

@@ -6,6 +6,7 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
 use crate::context::write_as_owner;
+use crate::ending;
 use crate::error::{report, BarrierError};
 use crate::gucs;
 use crate::state::{self, Status};
@@ -15,7 +16,8 @@ use crate::validate;
 /// then deletes finished barriers older than `pg_barrier.retention`; at most `max_rows` of each.
 ///
 /// Barriers another transaction holds are skipped, not waited for: safe beside decrements and
-/// beside other sweeps, and never deadlocks. Call it until both counts are below `max_rows` to
+/// beside other sweeps. (Expiring a nested barrier reports into its parent, which waits for the
+/// parent's row lock: see docs/api.md, `barrier_sweep`.) Call it until both counts are below `max_rows` to
 /// catch up.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -41,11 +43,19 @@ pub struct Swept {
 /// One bounded sweep in the current transaction (also run by the background sweeper).
 pub fn sweep(max_rows: i32) -> Result<Swept, BarrierError> {
     let retention = Interval::from_seconds(f64::from(gucs::RETENTION.get()));
-    write_as_owner(|client, _| {
+    write_as_owner(|client, caller| {
         let due = state::lock_due(client, max_rows)?;
         for barrier in &due {
             let reason = (!barrier.by_ttl).then_some("no report within stall_timeout");
-            state::end_round(client, &barrier.id, barrier.round, Status::Expired, reason)?;
+            // Locked by lock_due; read again, as a parent's expiry handed up by an earlier one
+            // of the batch may have finished it.
+            let Some(locked) = state::lock(client, &barrier.id)? else {
+                continue;
+            };
+            if locked.status != Status::Pending {
+                continue;
+            }
+            ending::expire(client, &barrier.id, &locked, reason, caller.memory, 0)?;
         }
         let deleted = state::delete_finished(client, max_rows, retention)?;
         Ok(Swept {

@@ -8,7 +8,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
 use crate::context::read_as_owner;
-use crate::error::report;
+use crate::error::{report, BarrierError};
 use crate::jsonb::RawJsonb;
 use crate::owner::check_owner;
 use crate::state;
@@ -35,6 +35,9 @@ fn barrier_status(
         name!(callback, Option<RawJsonb>),
         name!(reason, Option<String>),
         name!(round, i64),
+        name!(failed, i32),
+        name!(sealed, bool),
+        name!(need, Option<i32>),
     ),
 > {
     report("barrier_status", || {
@@ -61,7 +64,36 @@ fn barrier_status(
             row.callback,
             row.reason,
             row.round,
+            row.failed,
+            row.sealed,
+            row.need,
         )))
+    })
+}
+
+/// Up to `max_rows` slots of a pending barrier that have not reported, above `after` (from the
+/// first when NULL), one row each, in slot order (for a barrier counted without slots, the
+/// arrival positions still to come); none for a finished barrier. Page through a large fan-in
+/// with `after =>` the last slot seen. One primary-key probe per slot looked at.
+#[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn barrier_pending_slots(
+    id: Option<&str>,
+    max_rows: default!(Option<i32>, 1000),
+    after: default!(Option<i32>, "NULL"),
+) -> TableIterator<'static, (name!(slot, i32),)> {
+    report("barrier_pending_slots", || {
+        let id = validate::id(id)?;
+        let max_rows = validate::positive_count("max_rows", max_rows)?;
+        let after = validate::non_negative("after", after)?;
+        let slots = read_as_owner(|client, caller| {
+            let Some((owner, slots)) = state::pending_slots(client, id, after, max_rows)? else {
+                return Err(BarrierError::Unknown { id: id.to_string() });
+            };
+            check_owner(caller, owner, id)?;
+            Ok(slots)
+        })?;
+        Ok(TableIterator::new(slots.into_iter().map(|slot| (slot,))))
     })
 }
 

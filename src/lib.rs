@@ -16,10 +16,12 @@ mod report;
 
 // What the API is built on.
 mod context;
+mod ending;
 mod error;
 mod fast_path;
 mod gucs;
 mod jsonb;
+mod nesting;
 mod owner;
 mod state;
 mod sweeper;

@@ -1,15 +1,19 @@
 //! A barrier's life as its coordinator drives it: registering it (`barrier_enqueue`), growing
-//! its fan-out (`barrier_add`) and giving up on it (`barrier_abort`).
+//! its fan-out (`barrier_add`), sealing an open one (`barrier_seal`) and giving up on it
+//! (`barrier_abort`).
 
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use crate::context::write_as_owner;
+use crate::ending;
 use crate::error::{report, BarrierError, Result};
 use crate::jsonb::RawJsonb;
+use crate::nesting;
 use crate::owner::check_owner;
-use crate::state::{self, Locked, Spec, Status};
+use crate::report::{self as reports, Decrement};
+use crate::state::{self, Counted, Locked, Spec, Status};
 use crate::validate;
 
 /// What `barrier_abort` did.
@@ -44,7 +48,8 @@ impl AbortStatus {
 /// that long.
 #[pg_extern(name = "barrier_enqueue", volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn barrier_enqueue_v2(
+#[allow(clippy::too_many_arguments)] // one per SQL argument
+fn barrier_enqueue_v3(
     id: Option<&str>,
     expected: Option<i32>,
     callback: default!(Option<RawJsonb>, "NULL"),
@@ -52,18 +57,42 @@ fn barrier_enqueue_v2(
     channel: default!(Option<&str>, "NULL"),
     replace: default!(Option<bool>, "false"),
     stall_timeout: default!(Option<Interval>, "NULL"),
+    max_failures: default!(Option<i32>, "NULL"),
+    need: default!(Option<i32>, "NULL"),
+    sealed: default!(Option<bool>, "true"),
+    on_expiry: default!(Option<&str>, "'discard'"),
+    parent: default!(Option<&str>, "NULL"),
+    parent_slot: default!(Option<i32>, "NULL"),
 ) -> String {
     report("barrier_enqueue", || {
         let id = validate::id(id)?;
         let channel = validate::channel(channel)?;
-        let spec = Spec {
-            expected: validate::expected(expected)?,
-            callback: validate::jsonb_size("callback", callback)?,
-            channel: &channel,
-            ttl: validate::ttl(ttl)?,
-            stall_timeout: validate::stall_timeout(stall_timeout)?,
-        };
+        let expected = validate::expected(expected)?;
+        let callback = validate::jsonb_size("callback", callback)?;
+        let ttl = validate::ttl(ttl)?;
+        let stall_timeout = validate::stall_timeout(stall_timeout)?;
         let replace = validate::required("replace", replace)?;
+        let shape = validate::shape(
+            expected,
+            max_failures,
+            need,
+            sealed,
+            on_expiry,
+            parent,
+            parent_slot,
+        )?;
+        let spec = Spec {
+            expected,
+            callback,
+            channel: &channel,
+            ttl,
+            stall_timeout,
+            max_failures: shape.max_failures,
+            need: shape.need,
+            sealed: shape.sealed,
+            deliver: shape.deliver,
+            parent: shape.parent,
+        };
         enqueue(id, &spec, replace).map(|status| status.as_str().to_string())
     })
 }
@@ -83,19 +112,53 @@ fn barrier_enqueue(
     barrier_enqueue_v2(id, expected, callback, ttl, channel, replace, None)
 }
 
+/// The 0.2 and 0.3 signature (without the shape arguments), under its original C symbol, for
+/// the same reason as the 0.1.0 one above. No SQL is generated for it.
+#[pg_extern(sql = false)]
+fn barrier_enqueue_v2(
+    id: Option<&str>,
+    expected: Option<i32>,
+    callback: Option<RawJsonb>,
+    ttl: Option<Interval>,
+    channel: Option<&str>,
+    replace: Option<bool>,
+    stall_timeout: Option<Interval>,
+) -> String {
+    barrier_enqueue_v3(
+        id,
+        expected,
+        callback,
+        ttl,
+        channel,
+        replace,
+        stall_timeout,
+        None,
+        None,
+        Some(true),
+        Some("discard"),
+        None,
+        None,
+    )
+}
+
 fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
     write_as_owner(|client, caller| {
         // The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
         // so try again once; a second miss cannot happen inside one transaction's own snapshot.
         for _ in 0..2 {
             if state::insert_barrier(client, id, caller.role, spec)? {
-                return begin_round(client, id, spec, 1);
+                // The parent is checked before the spec claims its slot.
+                if let Some((parent, slot)) = spec.parent {
+                    nesting::check_parent(client, id, caller.role, parent, slot, None)?;
+                }
+                state::write_spec(client, id, spec)?;
+                return begin_round(client, id, spec, caller.memory);
             }
             let Some(barrier) = state::lock(client, id)? else {
                 continue;
             };
             check_owner(caller, barrier.owner, id)?;
-            return re_enqueue(client, id, spec, replace, &barrier);
+            return re_enqueue(client, id, spec, replace, &barrier, caller.memory);
         }
         Err(BarrierError::Internal(
             "barrier row vanished twice during enqueue".into(),
@@ -103,17 +166,20 @@ fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
     })
 }
 
-/// The status of a round just registered; an empty fan-in is complete at once, and says so.
+/// The status of a round just registered; an empty, sealed fan-in is complete at once, and says
+/// so (to a parent too).
 fn begin_round(
     client: &mut SpiClient<'_>,
     id: &str,
     spec: &Spec<'_>,
-    round: i64,
+    memory: pg_sys::MemoryContext,
 ) -> Result<Status> {
-    if spec.expected > 0 {
+    if !spec.complete_at_once() {
         return Ok(Status::Pending);
     }
-    state::notify(client, spec.channel, id, Status::Complete, round)?;
+    let barrier = state::lock(client, id)?
+        .ok_or_else(|| BarrierError::Internal("a barrier just registered vanished".into()))?;
+    ending::complete(client, id, &barrier, memory, 0)?;
     Ok(Status::Complete)
 }
 
@@ -123,6 +189,7 @@ fn re_enqueue(
     spec: &Spec<'_>,
     replace: bool,
     barrier: &Locked,
+    memory: pg_sys::MemoryContext,
 ) -> Result<Status> {
     match barrier.effective_status() {
         Status::Pending if !replace => {
@@ -134,16 +201,17 @@ fn re_enqueue(
                 }),
             };
         }
-        Status::Expired if barrier.status == Status::Pending => expire(client, id, barrier)?,
+        Status::Expired if barrier.status == Status::Pending => {
+            ending::expire(client, id, barrier, None, memory, 0)?
+        }
         _ => {}
     }
-    let round = state::start_new_round(client, id, spec)?;
-    begin_round(client, id, spec, round)
-}
-
-/// Stores the expiry that a caller just observed, and tells the listeners.
-pub fn expire(client: &mut SpiClient<'_>, id: &str, barrier: &Locked) -> Result<()> {
-    state::end_round(client, id, barrier.round, Status::Expired, None)
+    if let Some((parent, slot)) = spec.parent {
+        let claim = state::shape(client, id)?.parent;
+        nesting::check_parent(client, id, barrier.owner, parent, slot, claim)?;
+    }
+    state::start_new_round(client, id, spec)?;
+    begin_round(client, id, spec, memory)
 }
 
 /// Aborts a live barrier: frees its results, keeps a tombstone until its expiry, notifies.
@@ -170,12 +238,12 @@ fn abort(id: &str, reason: Option<&str>) -> Result<AbortStatus> {
             Status::Aborted => AbortStatus::AlreadyAborted,
             Status::Expired => {
                 if barrier.status == Status::Pending {
-                    expire(client, id, &barrier)?;
+                    ending::expire(client, id, &barrier, None, caller.memory, 0)?;
                 }
                 AbortStatus::Expired
             }
             Status::Pending => {
-                state::end_round(client, id, barrier.round, Status::Aborted, reason)?;
+                ending::abort(client, id, &barrier, reason, caller.memory, 0)?;
                 AbortStatus::Aborted
             }
         })
@@ -201,6 +269,7 @@ fn barrier_add(id: Option<&str>, extra: Option<i32>) -> i32 {
                 return Err(BarrierError::WrongState {
                     id: id.to_string(),
                     status: status.as_str(),
+                    detail: "Only a pending barrier can take more tasks.",
                 });
             }
             let expected = barrier.expected.checked_add(extra).ok_or_else(|| {
@@ -209,8 +278,67 @@ fn barrier_add(id: Option<&str>, extra: Option<i32>) -> i32 {
                     format!("{extra} more tasks would exceed {} in all", i32::MAX),
                 )
             })?;
+            validate::padded_slots("extra", expected, barrier.need.is_some() || barrier.deliver)?;
             state::add(client, id, extra)?;
             Ok(expected)
         })
     })
+}
+
+/// Seals an open barrier: from now on it completes when its reports are in (docs/shapes.md). If
+/// they are, it completes here, and this call answers as the completing `barrier_decr` would.
+/// Sealing a sealed, pending barrier changes nothing.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // pgrx needs the row's tuple written out here
+fn barrier_seal(
+    id: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(remaining, Option<i32>),
+        name!(results, Option<RawJsonb>),
+        name!(callback, Option<RawJsonb>),
+        name!(failed_slots, Option<Vec<i32>>),
+        name!(errors, Option<RawJsonb>),
+        name!(missing_slots, Option<Vec<i32>>),
+    ),
+> {
+    report("barrier_seal", || {
+        let id = validate::id(id)?;
+        let sealed = write_as_owner(|client, caller| seal(client, id, caller))?;
+        Ok(TableIterator::once(sealed.into_row()))
+    })
+}
+
+fn seal(client: &mut SpiClient<'_>, id: &str, caller: crate::context::Caller) -> Result<Decrement> {
+    let Some(mut barrier) = state::lock(client, id)? else {
+        return Err(BarrierError::Unknown { id: id.to_string() });
+    };
+    check_owner(caller, barrier.owner, id)?;
+    let status = barrier.effective_status();
+    if status != Status::Pending {
+        return Err(BarrierError::WrongState {
+            id: id.to_string(),
+            status: state::completion_status(status, barrier.failed),
+            detail: "Only a pending barrier can be sealed.",
+        });
+    }
+    if !barrier.sealed {
+        state::seal(client, id)?;
+        barrier.sealed = true;
+    }
+    let ending = reports::decide(client, id, &barrier, None)?;
+    if ending == reports::Ending::Complete {
+        let counted = Counted {
+            remaining: barrier.remaining,
+            slotted: barrier.slotted,
+            result_bytes: barrier.result_bytes,
+            failed: barrier.failed,
+            complete: true,
+        };
+        state::count(client, id, &counted)?;
+    }
+    reports::conclude(client, id, barrier, ending, caller.memory, 0)
 }

@@ -41,9 +41,16 @@ CREATE TABLE barrier_internal.barrier (
     -- What the round's results will weigh as one jsonb array (bytes, with per-element overhead):
     -- capped so that the completion can always be built.
     result_bytes bigint     NOT NULL DEFAULT 0 CHECK (result_bytes >= 0),
+    -- The shapes of docs/shapes.md (all four keep a plain barrier's defaults): failed reports
+    -- held now, the quorum (NULL: every task), whether the fan-in is sealed, and whether expiry
+    -- delivers the results so far. Only a report that fails or re-arms changes `failed`.
+    failed      integer     NOT NULL DEFAULT 0 CHECK (failed >= 0),
+    need        integer     CHECK (need > 0),
+    sealed      boolean     NOT NULL DEFAULT true,
+    deliver     boolean     NOT NULL DEFAULT false,
     CHECK ((status = 'pending') = (finished_at IS NULL)),
-    CHECK (status <> 'complete' OR remaining = 0),
-    CHECK (taken_at IS NULL OR status = 'complete')
+    CHECK (status <> 'complete' OR remaining = 0 OR need IS NOT NULL),
+    CHECK (taken_at IS NULL OR status = 'complete' OR (status = 'expired' AND deliver))
 ) WITH (fillfactor = 70);
 
 -- What the sweep looks for: live barriers by deadline, finished ones by age.
@@ -51,8 +58,9 @@ CREATE INDEX barrier_pending_expiry ON barrier_internal.barrier (expires_at)
     WHERE status = 'pending';
 CREATE INDEX barrier_finished_age ON barrier_internal.barrier (finished_at)
     WHERE status <> 'pending';
+-- Completions waiting for a consumer: complete ones, and expired ones that deliver.
 CREATE INDEX barrier_untaken ON barrier_internal.barrier (finished_at)
-    WHERE status = 'complete' AND taken_at IS NULL;
+    WHERE taken_at IS NULL AND (status = 'complete' OR (status = 'expired' AND deliver));
 
 -- What the enqueue asked for. Written by enqueue and by the end of a round (its reason), read at
 -- completion and by status; a decrement never touches it.
@@ -62,14 +70,25 @@ CREATE TABLE barrier_internal.barrier_spec (
     channel       text     NOT NULL,
     ttl           interval NOT NULL,
     reason        text,
-    stall_timeout interval
+    stall_timeout interval,
+    -- More failures than this abort the barrier (NULL: no limit).
+    max_failures  integer  CHECK (max_failures >= 0),
+    -- A nested barrier reports into slot `parent_slot` of barrier `parent`.
+    parent        text     COLLATE "C",
+    parent_slot   integer  CHECK (parent_slot >= 0),
+    CHECK ((parent IS NULL) = (parent_slot IS NULL))
 );
 
 CREATE INDEX barrier_spec_stall ON barrier_internal.barrier_spec (id)
     WHERE stall_timeout IS NOT NULL;
+-- The children of a barrier, by the slot they claim: one child per slot. (Enqueue checks it
+-- first under the parent's row lock, with its own SQLSTATE; this holds it at any isolation level.)
+CREATE UNIQUE INDEX barrier_spec_parent ON barrier_internal.barrier_spec (parent, parent_slot)
+    WHERE parent IS NOT NULL;
 
 -- One row per counted task of the current round: `slot` is the task's slot for slotted barriers
--- and its arrival ordinal otherwise. Results are written once and never rewritten.
+-- and its arrival ordinal otherwise. Results are written once and never rewritten, except that a
+-- failed report (`failed`, its error in `result`) is replaced by the slot's later success.
 --
 -- The rule every write path of both editions keeps: it holds the barrier's row lock (FOR NO KEY
 -- UPDATE or stronger, taken before it looks at the results) and updates the barrier's row in the
@@ -81,6 +100,7 @@ CREATE TABLE barrier_internal.result (
     barrier_id text    COLLATE "C" NOT NULL,
     slot       integer NOT NULL CHECK (slot >= 0),
     result     jsonb,
+    failed     boolean NOT NULL DEFAULT false,
     PRIMARY KEY (barrier_id, slot)
 );
 

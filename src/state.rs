@@ -66,9 +66,28 @@ pub struct Locked {
     pub taken: bool,
     /// The weight of the recorded results as one jsonb array.
     pub result_bytes: i64,
+    /// Failed reports held now.
+    pub failed: i32,
+    /// The quorum: complete on this many successes (`None`: when every task has reported).
+    pub need: Option<i32>,
+    /// An open barrier cannot complete until it is sealed.
+    pub sealed: bool,
+    /// Expiry delivers the results so far instead of freeing them.
+    pub deliver: bool,
 }
 
 impl Locked {
+    /// Reports counted that succeeded.
+    pub fn successes(&self) -> i32 {
+        self.expected - self.remaining - self.failed
+    }
+
+    /// A finished round whose results wait for a consumer.
+    pub fn takeable(&self) -> bool {
+        !self.taken
+            && (self.status == Status::Complete || (self.status == Status::Expired && self.deliver))
+    }
+
     /// The status callers see.
     pub fn effective_status(&self) -> Status {
         if self.status == Status::Pending && self.past_expiry {
@@ -143,7 +162,7 @@ impl Statement {
 static LOCK: Statement = Statement {
     sql: "SELECT b.owner::oid, b.status, b.expected, b.remaining, b.slotted, b.round, \
                  b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp(), \
-                 b.taken_at IS NOT NULL, b.result_bytes \
+                 b.taken_at IS NOT NULL, b.result_bytes, b.failed, b.need, b.sealed, b.deliver \
             FROM barrier_internal.barrier b \
            WHERE b.id = $1 \
              FOR NO KEY UPDATE",
@@ -164,7 +183,7 @@ pub fn lock(client: &mut SpiClient<'_>, id: &str) -> Result<Option<Locked>> {
 }
 
 impl Locked {
-    /// The first nine columns of a row of `LOCK` or `LOCK_AND_COUNT`.
+    /// The first thirteen columns of a row of `LOCK` or `LOCK_AND_COUNT`.
     fn read(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Locked> {
         let status: String = required(row.get(2)?)?;
         Ok(Locked {
@@ -177,6 +196,10 @@ impl Locked {
             past_expiry: required(row.get(7)?)?,
             taken: required(row.get(8)?)?,
             result_bytes: required(row.get(9)?)?,
+            failed: required(row.get(10)?)?,
+            need: row.get(11)?,
+            sealed: required(row.get(12)?)?,
+            deliver: required(row.get(13)?)?,
         })
     }
 }
@@ -186,7 +209,8 @@ static LOCK_AND_COUNT: Statement = Statement {
               SELECT b.owner::oid, b.status, b.expected, b.remaining, b.slotted, b.round, \
                      b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
                        AS past_expiry, \
-                     b.taken_at IS NOT NULL, b.result_bytes \
+                     b.taken_at IS NOT NULL, b.result_bytes, b.failed, b.need, b.sealed, \
+                     b.deliver \
                 FROM barrier_internal.barrier b \
                WHERE b.id = $1 \
                  FOR NO KEY UPDATE), \
@@ -196,10 +220,13 @@ static LOCK_AND_COUNT: Statement = Statement {
                 FROM locked l \
                WHERE l.status = 'pending' AND NOT l.past_expiry \
                  AND l.remaining > 1 AND l.remaining <= l.expected \
+                 AND (l.need IS NULL OR l.expected - l.remaining - l.failed + 1 < l.need) \
                  AND pg_catalog.pg_has_role($4, l.owner, 'USAGE') \
                  AND (l.slotted IS NULL OR l.slotted = ($3 IS NOT NULL)) \
                  AND ($3 IS NULL OR $3 < l.expected) \
-                 AND l.result_bytes + $5 <= $6 \
+                 AND l.result_bytes + $5 \
+                     + CASE WHEN l.need IS NOT NULL OR l.deliver THEN 4 * l.expected::bigint \
+                            ELSE 0 END <= $6 \
               ON CONFLICT (barrier_id, slot) DO NOTHING \
               RETURNING 1), \
           counted AS ( \
@@ -215,8 +242,9 @@ static LOCK_AND_COUNT: Statement = Statement {
     writes: true,
 };
 
-/// `lock`, and in the same statement the common report: one that the barrier is waiting for and
-/// that leaves work to do, passing every check `report` makes (the caller may act on the
+/// `lock`, and in the same statement the common report: a success the barrier is waiting for
+/// that leaves work to do (more reports remain, a quorum is not reached), passing every check
+/// `report` makes (the caller may act on the
 /// barrier, the slot fits and has not reported, the results stay under their cap). Then the
 /// result is recorded and the counter decremented, and the new remaining count comes back
 /// beside the row as it was; otherwise nothing is written and `report` decides with the row.
@@ -252,7 +280,7 @@ pub fn lock_and_count(
     let Some(row) = table.into_iter().next() else {
         return Ok(None);
     };
-    Ok(Some((Locked::read(&row)?, row.get(10)?)))
+    Ok(Some((Locked::read(&row)?, row.get(14)?)))
 }
 
 fn required<T>(value: Option<T>) -> Result<T> {
@@ -267,22 +295,38 @@ pub struct Spec<'a> {
     pub ttl: Interval,
     /// Expire the barrier after this long without a report; `None`: never.
     pub stall_timeout: Option<Interval>,
+    /// The shape (docs/shapes.md); a plain barrier has `None`, `None`, sealed, no delivery and
+    /// no parent.
+    pub max_failures: Option<i32>,
+    pub need: Option<i32>,
+    pub sealed: bool,
+    pub deliver: bool,
+    /// The barrier and slot this one reports into.
+    pub parent: Option<(&'a str, i32)>,
+}
+
+impl Spec<'_> {
+    /// A round of this spec completes at once: nothing to wait for, and sealed.
+    pub fn complete_at_once(&self) -> bool {
+        self.expected == 0 && self.sealed
+    }
 }
 
 static INSERT_BARRIER: Statement = Statement {
     sql: "INSERT INTO barrier_internal.barrier AS b \
                  (id, round, owner, status, expected, remaining, created_at, expires_at, \
-                  finished_at, progress_at) \
-          VALUES ($1, 1, $2, CASE WHEN $3 = 0 THEN 'complete' ELSE 'pending' END, $3, $3, \
+                  finished_at, progress_at, need, sealed, deliver) \
+          VALUES ($1, 1, $2, CASE WHEN $3 = 0 AND $6 THEN 'complete' ELSE 'pending' END, $3, $3, \
                   pg_catalog.statement_timestamp(), pg_catalog.statement_timestamp() + $4, \
-                  CASE WHEN $3 = 0 THEN pg_catalog.statement_timestamp() END, \
-                  pg_catalog.statement_timestamp()) \
+                  CASE WHEN $3 = 0 AND $6 THEN pg_catalog.statement_timestamp() END, \
+                  pg_catalog.statement_timestamp(), $5, $6, $7) \
           ON CONFLICT (id) DO NOTHING",
-    types: &[TEXT, OID, INT4, INTERVAL],
+    types: &[TEXT, OID, INT4, INTERVAL, INT4, BOOL, BOOL],
     writes: true,
 };
 
-/// Registers a new barrier; false if the id exists (the caller then locks and inspects it).
+/// Registers a new barrier's hot row (its spec follows: `write_spec`); false if the id exists
+/// (the caller then locks and inspects it).
 pub fn insert_barrier(
     client: &mut SpiClient<'_>,
     id: &str,
@@ -297,36 +341,46 @@ pub fn insert_barrier(
                 owner.into(),
                 spec.expected.into(),
                 spec.ttl.into(),
+                spec.need.into(),
+                spec.sealed.into(),
+                spec.deliver.into(),
             ],
         )?
         .len()
         == 1;
-    if inserted {
-        write_spec(client, id, spec)?;
-    }
     Ok(inserted)
 }
 
 static NEW_ROUND: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
              SET round = round + 1, \
-                 status = CASE WHEN $2 = 0 THEN 'complete' ELSE 'pending' END, \
+                 status = CASE WHEN $2 = 0 AND $5 THEN 'complete' ELSE 'pending' END, \
                  expected = $2, remaining = $2, slotted = NULL, \
                  created_at = pg_catalog.statement_timestamp(), \
                  expires_at = pg_catalog.statement_timestamp() + $3, \
-                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END, \
+                 finished_at = CASE WHEN $2 = 0 AND $5 THEN pg_catalog.statement_timestamp() END, \
                  progress_at = pg_catalog.statement_timestamp(), taken_at = NULL, \
-                 result_bytes = 0 \
+                 result_bytes = 0, failed = 0, need = $4, sealed = $5, deliver = $6 \
            WHERE id = $1 \
           RETURNING round",
-    types: &[TEXT, INT4, INTERVAL],
+    types: &[TEXT, INT4, INTERVAL, INT4, BOOL, BOOL],
     writes: true,
 };
 
 /// Starts the barrier over: a new round with no recorded results. Returns the new round.
 pub fn start_new_round(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<i64> {
     delete_results(client, id)?;
-    let table = NEW_ROUND.write(client, &[id.into(), spec.expected.into(), spec.ttl.into()])?;
+    let table = NEW_ROUND.write(
+        client,
+        &[
+            id.into(),
+            spec.expected.into(),
+            spec.ttl.into(),
+            spec.need.into(),
+            spec.sealed.into(),
+            spec.deliver.into(),
+        ],
+    )?;
     let round = table
         .into_iter()
         .next()
@@ -338,16 +392,20 @@ pub fn start_new_round(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) ->
 }
 
 static WRITE_SPEC: Statement = Statement {
-    sql: "INSERT INTO barrier_internal.barrier_spec AS s (id, callback, channel, ttl, stall_timeout) \
-          VALUES ($1, $2, $3, $4, $5) \
+    sql: "INSERT INTO barrier_internal.barrier_spec AS s \
+                 (id, callback, channel, ttl, stall_timeout, max_failures, parent, parent_slot) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
           ON CONFLICT (id) DO UPDATE \
              SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl, \
-                 stall_timeout = excluded.stall_timeout, reason = NULL",
-    types: &[TEXT, JSONB, TEXT, INTERVAL, INTERVAL],
+                 stall_timeout = excluded.stall_timeout, reason = NULL, \
+                 max_failures = excluded.max_failures, parent = excluded.parent, \
+                 parent_slot = excluded.parent_slot",
+    types: &[TEXT, JSONB, TEXT, INTERVAL, INTERVAL, INT4, TEXT, INT4],
     writes: true,
 };
 
-fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<()> {
+/// Stores what the enqueue asked for, and clears the reason of the round before.
+pub fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<()> {
     WRITE_SPEC.write(
         client,
         &[
@@ -356,6 +414,9 @@ fn write_spec(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) -> Result<(
             spec.channel.into(),
             spec.ttl.into(),
             spec.stall_timeout.into(),
+            spec.max_failures.into(),
+            spec.parent.map(|(parent, _)| parent).into(),
+            spec.parent.map(|(_, slot)| slot).into(),
         ],
     )?;
     Ok(())
@@ -365,11 +426,16 @@ static SAME_SPEC: Statement = Statement {
     sql: "SELECT b.expected = $2 AND s.callback IS NOT DISTINCT FROM $3 \
                  AND s.channel = $4 AND s.ttl = $5 \
                  AND s.stall_timeout IS NOT DISTINCT FROM $6, \
-                 b.expected, s.callback IS NOT DISTINCT FROM $3, s.channel, s.ttl::text \
+                 b.expected, s.callback IS NOT DISTINCT FROM $3, s.channel, s.ttl::text, \
+                 s.max_failures IS NOT DISTINCT FROM $7, b.need IS NOT DISTINCT FROM $8, \
+                 b.deliver = $9, \
+                 s.parent IS NOT DISTINCT FROM $10 AND s.parent_slot IS NOT DISTINCT FROM $11 \
             FROM barrier_internal.barrier b \
             JOIN barrier_internal.barrier_spec s ON s.id = b.id \
            WHERE b.id = $1",
-    types: &[TEXT, INT4, JSONB, TEXT, INTERVAL, INTERVAL],
+    types: &[
+        TEXT, INT4, JSONB, TEXT, INTERVAL, INTERVAL, INT4, INT4, BOOL, TEXT, INT4,
+    ],
     writes: false,
 };
 
@@ -388,13 +454,27 @@ pub fn compare_spec(
             spec.channel.into(),
             spec.ttl.into(),
             spec.stall_timeout.into(),
+            spec.max_failures.into(),
+            spec.need.into(),
+            spec.deliver.into(),
+            spec.parent.map(|(parent, _)| parent).into(),
+            spec.parent.map(|(_, slot)| slot).into(),
         ],
     )?;
     let row = table
         .into_iter()
         .next()
         .ok_or_else(|| BarrierError::Internal("barrier spec is missing".into()))?;
-    if required(row.get::<bool>(1)?)? {
+    let same_shape = [
+        (6, "max_failures differs"),
+        (7, "need differs"),
+        (8, "on_expiry differs"),
+        (9, "parent differs"),
+    ]
+    .into_iter()
+    .map(|(column, difference)| Ok((required(row.get::<bool>(column)?)?, difference)))
+    .collect::<Result<Vec<_>>>()?;
+    if required(row.get::<bool>(1)?)? && same_shape.iter().all(|(same, _)| *same) {
         return Ok(Ok(()));
     }
     let mut differences = Vec::new();
@@ -412,6 +492,12 @@ pub fn compare_spec(
             spec.channel
         ));
     }
+    differences.extend(
+        same_shape
+            .into_iter()
+            .filter(|(same, _)| !same)
+            .map(|(_, difference)| difference.to_string()),
+    );
     let ttl: String = required(row.get(5)?)?;
     if differences.is_empty() {
         differences.push(format!("ttl or stall_timeout differs (ttl is {ttl})"));
@@ -420,13 +506,15 @@ pub fn compare_spec(
 }
 
 static RECORD_RESULT: Statement = Statement {
-    sql: "INSERT INTO barrier_internal.result (barrier_id, slot, result) VALUES ($1, $2, $3) \
+    sql: "INSERT INTO barrier_internal.result (barrier_id, slot, result, failed) \
+          VALUES ($1, $2, $3, $4) \
           ON CONFLICT (barrier_id, slot) DO NOTHING",
-    types: &[TEXT, INT4, JSONB],
+    types: &[TEXT, INT4, JSONB, BOOL],
     writes: true,
 };
 
-/// Records one task's result at `slot`; false if that slot already reported.
+/// Records one task's result (or, `failed`, its error) at `slot`; false if that slot already
+/// reported.
 ///
 /// The caller holds the barrier's row lock, so no other transaction is inserting for this
 /// barrier and the conflict check never waits.
@@ -435,88 +523,187 @@ pub fn record_result(
     id: &str,
     slot: i32,
     result: Option<RawJsonb>,
+    failed: bool,
 ) -> Result<bool> {
     Ok(RECORD_RESULT
-        .write(client, &[id.into(), slot.into(), result.into()])?
+        .write(
+            client,
+            &[id.into(), slot.into(), result.into(), failed.into()],
+        )?
         .len()
         == 1)
 }
 
-static HAS_RESULT: Statement = Statement {
-    sql: "SELECT EXISTS (SELECT FROM barrier_internal.result WHERE barrier_id = $1 AND slot = $2)",
+static SLOT_FAILED: Statement = Statement {
+    sql: "SELECT failed FROM barrier_internal.result WHERE barrier_id = $1 AND slot = $2",
     types: &[TEXT, INT4],
     writes: false,
 };
 
-/// Whether `slot` has reported in this round.
-pub fn has_result(client: &SpiClient<'_>, id: &str, slot: i32) -> Result<bool> {
-    let row = only_row(HAS_RESULT.read(client, &[id.into(), slot.into()])?);
-    required(row.map(|row| row.get::<bool>(1)).transpose()?.flatten())
+/// Whether `slot` has reported in this round: `Some(true)` if it failed, `None` if not at all.
+pub fn slot_failed(client: &SpiClient<'_>, id: &str, slot: i32) -> Result<Option<bool>> {
+    let row = only_row(SLOT_FAILED.read(client, &[id.into(), slot.into()])?);
+    Ok(row.map(|row| row.get::<bool>(1)).transpose()?.flatten())
+}
+
+static REARM: Statement = Statement {
+    sql: "UPDATE barrier_internal.result SET result = $3, failed = false \
+           WHERE barrier_id = $1 AND slot = $2 AND failed",
+    types: &[TEXT, INT4, JSONB],
+    writes: true,
+};
+
+/// Replaces the failure recorded at `slot` with a success (a retried task).
+pub fn rearm(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    slot: i32,
+    result: Option<RawJsonb>,
+) -> Result<()> {
+    let updated = REARM
+        .write(client, &[id.into(), slot.into(), result.into()])?
+        .len();
+    if updated != 1 {
+        return Err(BarrierError::Internal(format!(
+            "slot {slot} held no failure to replace"
+        )));
+    }
+    Ok(())
 }
 
 static COUNT: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
-             SET remaining = $2, slotted = $3, result_bytes = $4, \
+             SET remaining = $2, slotted = $3, result_bytes = $4, failed = $5, \
                  progress_at = pg_catalog.statement_timestamp(), \
-                 status = CASE WHEN $2 = 0 THEN 'complete' ELSE status END, \
-                 finished_at = CASE WHEN $2 = 0 THEN pg_catalog.statement_timestamp() END \
+                 status = CASE WHEN $6 THEN 'complete' ELSE status END, \
+                 finished_at = CASE WHEN $6 THEN pg_catalog.statement_timestamp() END \
            WHERE id = $1",
-    types: &[TEXT, INT4, BOOL, INT8],
+    types: &[TEXT, INT4, BOOL, INT8, INT4, BOOL],
     writes: true,
 };
 
-/// Stores the decremented counter; at zero the barrier is complete. Only the narrow hot row
-/// changes, and no indexed column, so the update is HOT.
-pub fn count(
-    client: &mut SpiClient<'_>,
-    id: &str,
-    remaining: i32,
-    slotted: bool,
-    result_bytes: i64,
-) -> Result<()> {
+/// A locked, pending barrier's counters after a report.
+pub struct Counted {
+    pub remaining: i32,
+    /// `None` until the first report.
+    pub slotted: Option<bool>,
+    pub result_bytes: i64,
+    pub failed: i32,
+    /// The report completed the barrier.
+    pub complete: bool,
+}
+
+/// Stores the counters after a report, and completion. Only the narrow hot row changes, and no
+/// indexed column unless it completes, so the update is HOT.
+pub fn count(client: &mut SpiClient<'_>, id: &str, counted: &Counted) -> Result<()> {
     COUNT.write(
         client,
         &[
             id.into(),
-            remaining.into(),
-            slotted.into(),
-            result_bytes.into(),
+            counted.remaining.into(),
+            counted.slotted.into(),
+            counted.result_bytes.into(),
+            counted.failed.into(),
+            counted.complete.into(),
         ],
     )?;
     Ok(())
 }
 
-/// What the completer is handed.
+static SEAL: Statement = Statement {
+    sql: "UPDATE barrier_internal.barrier SET sealed = true WHERE id = $1 AND NOT sealed",
+    types: &[TEXT],
+    writes: true,
+};
+
+/// Seals a locked, pending barrier.
+pub fn seal(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
+    SEAL.write(client, &[id.into()])?;
+    Ok(())
+}
+
+/// How a round ended for its consumer: `complete`, `complete_with_failures` or (a delivered
+/// expiry) `expired`.
+pub fn completion_status(status: Status, failed: i32) -> &'static str {
+    match status {
+        Status::Complete if failed > 0 => "complete_with_failures",
+        other => other.as_str(),
+    }
+}
+
+/// What the completer, and the consumer that takes it, is handed (docs/shapes.md).
 pub struct Completion {
     pub results: RawJsonb,
     pub callback: Option<RawJsonb>,
     pub channel: String,
+    pub failed_slots: Vec<i32>,
+    pub errors: RawJsonb,
+    pub missing_slots: Vec<i32>,
 }
 
-static COMPLETION: Statement = Statement {
+// Every slot reported and none failed (every plain completion): the results as they are.
+static COMPLETION_WHOLE: Statement = Statement {
     sql: "SELECT s.channel, s.callback, \
                  COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
                              FROM barrier_internal.result r \
-                            WHERE r.barrier_id = $1), '[]'::jsonb) \
+                            WHERE r.barrier_id = $1), '[]'::jsonb), \
+                 '{}'::integer[], '[]'::jsonb, '{}'::integer[] \
             FROM barrier_internal.barrier_spec s \
            WHERE s.id = $1",
     types: &[TEXT],
     writes: false,
 };
 
-/// Every result of the round, in slot (or arrival) order, with the callback and channel; the
-/// jsonb values are copied into `memory`.
+// Failed or missing slots: one element per slot, each found through the primary key.
+static COMPLETION_PARTIAL: Statement = Statement {
+    sql: "SELECT s.channel, s.callback, \
+                 COALESCE((SELECT pg_catalog.jsonb_agg( \
+                                      (SELECT CASE WHEN r.failed THEN NULL ELSE r.result END \
+                                         FROM barrier_internal.result r \
+                                        WHERE r.barrier_id = $1 AND r.slot = g.slot) \
+                                      ORDER BY g.slot) \
+                             FROM pg_catalog.generate_series(0, $2 - 1) AS g(slot)), \
+                          '[]'::jsonb), \
+                 COALESCE((SELECT pg_catalog.array_agg(r.slot ORDER BY r.slot) \
+                             FROM barrier_internal.result r \
+                            WHERE r.barrier_id = $1 AND r.failed), '{}'::integer[]), \
+                 COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
+                             FROM barrier_internal.result r \
+                            WHERE r.barrier_id = $1 AND r.failed), '[]'::jsonb), \
+                 COALESCE((SELECT pg_catalog.array_agg(g.slot ORDER BY g.slot) \
+                             FROM pg_catalog.generate_series(0, $2 - 1) AS g(slot) \
+                            WHERE NOT EXISTS (SELECT FROM barrier_internal.result r \
+                                               WHERE r.barrier_id = $1 AND r.slot = g.slot)), \
+                          '{}'::integer[]) \
+            FROM barrier_internal.barrier_spec s \
+           WHERE s.id = $1",
+    types: &[TEXT, INT4],
+    writes: false,
+};
+
+/// The round's completion: one result per slot in slot (or arrival) order, the failures and the
+/// slots that never reported, with the callback and channel; the jsonb values are copied into
+/// `memory`. `barrier` is the locked row as it stands now.
 pub fn completion(
     client: &SpiClient<'_>,
     id: &str,
+    barrier: &Locked,
     memory: pg_sys::MemoryContext,
 ) -> Result<Completion> {
-    let row = only_row(COMPLETION.read(client, &[id.into()])?)
-        .ok_or_else(|| BarrierError::Internal("barrier spec is missing".into()))?;
+    let table = if barrier.remaining == 0 && barrier.failed == 0 {
+        COMPLETION_WHOLE.read(client, &[id.into()])?
+    } else {
+        COMPLETION_PARTIAL.read(client, &[id.into(), barrier.expected.into()])?
+    };
+    let row =
+        only_row(table).ok_or_else(|| BarrierError::Internal("barrier spec is missing".into()))?;
     Ok(Completion {
         channel: required(row.get(1)?)?,
         callback: jsonb_at(&row, 2, memory)?,
         results: required(jsonb_at(&row, 3, memory)?)?,
+        failed_slots: required(row.get(4)?)?,
+        errors: required(jsonb_at(&row, 5, memory)?)?,
+        missing_slots: required(row.get(6)?)?,
     })
 }
 
@@ -540,9 +727,10 @@ fn jsonb_at(
 
 static FINISH: Statement = Statement {
     sql: "UPDATE barrier_internal.barrier \
-             SET status = $2, finished_at = pg_catalog.statement_timestamp(), result_bytes = 0 \
+             SET status = $2, finished_at = pg_catalog.statement_timestamp(), \
+                 result_bytes = CASE WHEN $3 THEN result_bytes ELSE 0 END \
            WHERE id = $1",
-    types: &[TEXT, TEXT],
+    types: &[TEXT, TEXT, BOOL],
     writes: true,
 };
 
@@ -563,16 +751,18 @@ fn delete_results(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Ends round `round` of a locked, live barrier as aborted or expired: frees its results, keeps
-/// a tombstone (the hot row and spec) so that late calls learn what happened, and notifies.
+/// Ends round `round` of a locked, live barrier as aborted or expired: frees its results (unless
+/// `keep`: an expiry that delivers them), keeps a tombstone (the hot row and spec) so that late
+/// calls learn what happened, and notifies.
 pub fn end_round(
     client: &mut SpiClient<'_>,
     id: &str,
     round: i64,
     status: Status,
     reason: Option<&str>,
+    keep: bool,
 ) -> Result<()> {
-    FINISH.write(client, &[id.into(), status.as_str().into()])?;
+    FINISH.write(client, &[id.into(), status.as_str().into(), keep.into()])?;
     let table = SET_REASON.write(client, &[id.into(), reason.into()])?;
     let channel = table
         .into_iter()
@@ -580,8 +770,10 @@ pub fn end_round(
         .map(|row| row.get::<String>(1))
         .transpose()?
         .flatten();
-    delete_results(client, id)?;
-    notify(client, &required(channel)?, id, status, round)
+    if !keep {
+        delete_results(client, id)?;
+    }
+    notify(client, &required(channel)?, id, status.as_str(), round)
 }
 
 /// One barrier as `barrier_status` shows it.
@@ -598,14 +790,19 @@ pub struct StatusRow {
     pub callback: Option<RawJsonb>,
     pub reason: Option<String>,
     pub round: i64,
+    pub failed: i32,
+    pub sealed: bool,
+    pub need: Option<i32>,
 }
 
 static STATUS: Statement = Statement {
     sql: "SELECT b.owner::oid, b.id, \
                  CASE WHEN b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
-                      THEN 'expired' ELSE b.status END, \
+                      THEN 'expired' \
+                      WHEN b.status = 'complete' AND b.failed > 0 THEN 'complete_with_failures' \
+                      ELSE b.status END, \
                  b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at, \
-                 s.channel, s.callback, s.reason, b.round \
+                 s.channel, s.callback, s.reason, b.round, b.failed, b.sealed, b.need \
             FROM barrier_internal.barrier b \
             JOIN barrier_internal.barrier_spec s ON s.id = b.id \
            WHERE b.id = $1",
@@ -634,24 +831,36 @@ pub fn status(
         callback: jsonb_at(&row, 10, memory)?,
         reason: row.get(11)?,
         round: required(row.get(12)?)?,
+        failed: required(row.get(13)?)?,
+        sealed: required(row.get(14)?)?,
+        need: row.get(15)?,
     }))
 }
 
 static RESULTS: Statement = Statement {
     sql: "SELECT b.owner::oid, \
-                 CASE WHEN (b.status = 'complete' AND b.taken_at IS NULL) \
-                        OR (b.status = 'pending' AND b.expires_at > pg_catalog.statement_timestamp()) \
-                 THEN COALESCE((SELECT pg_catalog.jsonb_agg(r.result ORDER BY r.slot) \
-                                  FROM barrier_internal.result r \
-                                 WHERE r.barrier_id = b.id), '[]'::jsonb) END \
+                 b.status = 'pending' AND b.expires_at > pg_catalog.statement_timestamp(), \
+                 b.taken_at IS NULL \
+                   AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver)), \
+                 b.remaining = 0 AND b.failed = 0, b.expected \
             FROM barrier_internal.barrier b \
            WHERE b.id = $1",
     types: &[TEXT],
     writes: false,
 };
 
-/// The owner and the results recorded so far (`None` for a finished barrier that holds none);
-/// `None` overall if there is no such barrier.
+static REPORTED: Statement = Statement {
+    sql: "SELECT COALESCE(pg_catalog.jsonb_agg(CASE WHEN r.failed THEN NULL ELSE r.result END \
+                                               ORDER BY r.slot), '[]'::jsonb) \
+            FROM barrier_internal.result r \
+           WHERE r.barrier_id = $1",
+    types: &[TEXT],
+    writes: false,
+};
+
+/// The owner and the results: of a pending barrier, those reported so far (a failure as
+/// `null`); of a completion waiting for its consumer, the completion's; `None` for a finished
+/// barrier that holds none. `None` overall if there is no such barrier.
 pub fn results(
     client: &SpiClient<'_>,
     id: &str,
@@ -660,7 +869,90 @@ pub fn results(
     let Some(row) = only_row(RESULTS.read(client, &[id.into()])?) else {
         return Ok(None);
     };
-    Ok(Some((required(row.get(1)?)?, jsonb_at(&row, 2, memory)?)))
+    let owner = required(row.get(1)?)?;
+    let pending: bool = required(row.get(2)?)?;
+    let takeable: bool = required(row.get(3)?)?;
+    let whole: bool = required(row.get(4)?)?;
+    let expected: i32 = required(row.get(5)?)?;
+    let results = if pending {
+        let row = only_row(REPORTED.read(client, &[id.into()])?);
+        match row {
+            Some(row) => jsonb_at(&row, 1, memory)?,
+            None => None,
+        }
+    } else if takeable {
+        let table = if whole {
+            COMPLETION_WHOLE.read(client, &[id.into()])?
+        } else {
+            COMPLETION_PARTIAL.read(client, &[id.into(), expected.into()])?
+        };
+        match only_row(table) {
+            Some(row) => jsonb_at(&row, 3, memory)?,
+            None => None,
+        }
+    } else {
+        None
+    };
+    Ok(Some((owner, results)))
+}
+
+static PENDING_BARRIER: Statement = Statement {
+    sql: "SELECT b.owner::oid, \
+                 b.status = 'pending' AND b.expires_at > pg_catalog.statement_timestamp(), \
+                 b.expected \
+            FROM barrier_internal.barrier b \
+           WHERE b.id = $1",
+    types: &[TEXT],
+    writes: false,
+};
+
+// The candidate slots come from a set-returning function in the select list, which yields them
+// one at a time (in FROM it would produce them all first): the LIMIT stops it after `max_rows`
+// pending slots, however many the barrier has.
+static PENDING_SLOTS: Statement = Statement {
+    sql: "SELECT pg_catalog.array_agg(p.slot ORDER BY p.slot) FROM ( \
+              SELECT g.slot FROM (SELECT pg_catalog.generate_series($2, $3) AS slot) g \
+               WHERE NOT EXISTS (SELECT FROM barrier_internal.result r \
+                                  WHERE r.barrier_id = $1 AND r.slot = g.slot) \
+               LIMIT $4) p",
+    types: &[TEXT, INT4, INT4, INT8],
+    writes: false,
+};
+
+/// The owner and up to `max_rows` slots of a pending barrier above `after` that have not
+/// reported, in order (none for a finished barrier); `None` if there is no such barrier. One
+/// primary-key probe per slot looked at: O(`max_rows` + the reported slots skipped).
+pub fn pending_slots(
+    client: &SpiClient<'_>,
+    id: &str,
+    after: Option<i32>,
+    max_rows: i32,
+) -> Result<Option<(pg_sys::Oid, Vec<i32>)>> {
+    let Some(row) = only_row(PENDING_BARRIER.read(client, &[id.into()])?) else {
+        return Ok(None);
+    };
+    let owner = required(row.get(1)?)?;
+    let pending: bool = required(row.get(2)?)?;
+    let expected: i32 = required(row.get(3)?)?;
+    let first = after.map_or(0, |after| after.saturating_add(1));
+    if !pending || first >= expected {
+        return Ok(Some((owner, Vec::new())));
+    }
+    let table = PENDING_SLOTS.read(
+        client,
+        &[
+            id.into(),
+            first.into(),
+            (expected - 1).into(),
+            i64::from(max_rows).into(),
+        ],
+    )?;
+    let slots = only_row(table)
+        .map(|row| row.get::<Vec<i32>>(1))
+        .transpose()?
+        .flatten()
+        .unwrap_or_default();
+    Ok(Some((owner, slots)))
 }
 
 static NOTIFY: Statement = Statement {
@@ -670,23 +962,19 @@ static NOTIFY: Statement = Statement {
     writes: true,
 };
 
-/// Queues the wake-up for a terminal transition; PostgreSQL delivers it when the transaction
-/// commits and drops it if it rolls back. The payload never carries results.
+/// Queues the wake-up for a terminal transition (`status`: `complete`,
+/// `complete_with_failures`, `aborted` or `expired`); PostgreSQL delivers it when the
+/// transaction commits and drops it if it rolls back. The payload never carries results.
 pub fn notify(
     client: &mut SpiClient<'_>,
     channel: &str,
     id: &str,
-    status: Status,
+    status: &str,
     round: i64,
 ) -> Result<()> {
     NOTIFY.write(
         client,
-        &[
-            channel.into(),
-            id.into(),
-            status.as_str().into(),
-            round.into(),
-        ],
+        &[channel.into(), id.into(), status.into(), round.into()],
     )?;
     Ok(())
 }
@@ -718,13 +1006,12 @@ static SWEEP_DUE_STALL: Statement = Statement {
 /// A pending barrier the sweep found past its ttl or its no-progress window, now locked.
 pub struct Due {
     pub id: String,
-    pub round: i64,
     /// Past its ttl (else: stalled).
     pub by_ttl: bool,
 }
 
 /// Locks up to `limit` pending barriers past their ttl or stall window. Rows another
-/// transaction holds are skipped (their holder decides first), so sweeps never wait or deadlock,
+/// transaction holds are skipped (their holder decides first), so sweeps never wait for them,
 /// and two sweeps never pick the same barrier.
 pub fn lock_due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Due>> {
     // Past the ttl through its index; stalled through the (few) barriers that have a window.
@@ -742,7 +1029,6 @@ fn due_rows(table: SpiTupleTable<'_>) -> Result<Vec<Due>> {
         .map(|row| {
             Ok(Due {
                 id: required(row.get(1)?)?,
-                round: required(row.get(2)?)?,
                 by_ttl: required(row.get(3)?)?,
             })
         })
@@ -802,9 +1088,10 @@ pub fn delete_finished(
 }
 
 static CLAIM_COMPLETIONS: Statement = Statement {
-    sql: "SELECT b.id FROM barrier_internal.barrier b \
+    sql: "SELECT b.id, b.status, b.failed FROM barrier_internal.barrier b \
             JOIN barrier_internal.barrier_spec s ON s.id = b.id \
-           WHERE b.status = 'complete' AND b.taken_at IS NULL \
+           WHERE b.taken_at IS NULL \
+             AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver)) \
              AND ($2::text IS NULL OR s.channel = $2) \
              AND pg_catalog.pg_has_role($3, b.owner::oid, 'USAGE') \
            ORDER BY b.finished_at, b.id \
@@ -814,18 +1101,24 @@ static CLAIM_COMPLETIONS: Statement = Statement {
     writes: true,
 };
 
-/// Locks up to `limit` completed, untaken barriers the role may act for, oldest first, skipping
-/// those another consumer holds.
+/// Locks up to `limit` untaken completions (and delivered expiries) the role may act for,
+/// oldest first, skipping those another consumer holds: each id with its completion status.
 pub fn claim_completions(
     client: &mut SpiClient<'_>,
     limit: i32,
     channel: Option<&str>,
     role: pg_sys::Oid,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, &'static str)>> {
     let table = CLAIM_COMPLETIONS.write(client, &[limit.into(), channel.into(), role.into()])?;
     table
         .into_iter()
-        .map(|row| required(row.get::<String>(1)?))
+        .map(|row| {
+            let status: String = required(row.get(2)?)?;
+            Ok((
+                required(row.get::<String>(1)?)?,
+                completion_status(Status::parse(&status)?, required(row.get(3)?)?),
+            ))
+        })
         .collect()
 }
 
@@ -838,14 +1131,22 @@ static MARK_TAKEN: Statement = Statement {
     writes: true,
 };
 
-/// Hands a locked, complete, untaken barrier to its consumer: its completion, freed from the
-/// tables, and when it finished.
+/// Hands a locked, takeable barrier to its consumer: its completion, freed from the tables, and
+/// when it finished.
 pub fn take(
     client: &mut SpiClient<'_>,
     id: &str,
     memory: pg_sys::MemoryContext,
 ) -> Result<(Completion, TimestampWithTimeZone)> {
-    let completion = completion(client, id, memory)?;
+    let barrier = lock(client, id)?
+        .ok_or_else(|| BarrierError::Internal("a claimed barrier vanished".into()))?;
+    let completion = completion(client, id, &barrier, memory)?;
+    let finished = mark_taken(client, id)?;
+    Ok((completion, finished))
+}
+
+/// Marks a locked, takeable barrier taken and frees its results: when it finished.
+pub fn mark_taken(client: &mut SpiClient<'_>, id: &str) -> Result<TimestampWithTimeZone> {
     let table = MARK_TAKEN.write(client, &[id.into()])?;
     let finished = table
         .into_iter()
@@ -854,7 +1155,7 @@ pub fn take(
         .transpose()?
         .flatten();
     delete_results(client, id)?;
-    Ok((completion, required(finished)?))
+    required(finished)
 }
 
 static ADD: Statement = Statement {
@@ -892,14 +1193,18 @@ static STATS: Statement = Statement {
                  count(*) FILTER (WHERE b.status = 'expired' \
                                      OR (b.status = 'pending' \
                                          AND b.expires_at <= pg_catalog.statement_timestamp())), \
-                 count(*) FILTER (WHERE b.status = 'complete' AND b.taken_at IS NULL), \
+                 count(*) FILTER (WHERE b.taken_at IS NULL \
+                                     AND (b.status = 'complete' \
+                                          OR (b.status = 'expired' AND b.deliver))), \
                  pg_catalog.statement_timestamp() - min(b.created_at) \
                    FILTER (WHERE b.status = 'pending' \
                              AND b.expires_at > pg_catalog.statement_timestamp() \
                              AND pg_catalog.isfinite(b.created_at)), \
                  COALESCE(sum(CASE WHEN b.status = 'pending' THEN b.expected - b.remaining \
-                                   WHEN b.status = 'complete' AND b.taken_at IS NULL \
-                                   THEN b.expected ELSE 0 END), 0)::bigint, \
+                                   WHEN b.taken_at IS NULL \
+                                    AND (b.status = 'complete' \
+                                         OR (b.status = 'expired' AND b.deliver)) \
+                                   THEN b.expected - b.remaining ELSE 0 END), 0)::bigint, \
                  pg_catalog.numeric_smaller(COALESCE(sum(b.result_bytes), 0), \
                                             9223372036854775807)::bigint \
             FROM barrier_internal.barrier b \
@@ -921,4 +1226,108 @@ pub fn stats(client: &SpiClient<'_>, role: pg_sys::Oid) -> Result<Stats> {
         result_rows: required(row.get(7)?)?,
         result_bytes: required(row.get(8)?)?,
     })
+}
+
+/// What a report needs from the spec beyond the hot row: the failure limit and the parent.
+pub struct Shape {
+    pub max_failures: Option<i32>,
+    pub parent: Option<(String, i32)>,
+}
+
+static SHAPE: Statement = Statement {
+    sql: "SELECT s.max_failures, s.parent, s.parent_slot \
+            FROM barrier_internal.barrier_spec s \
+           WHERE s.id = $1",
+    types: &[TEXT],
+    writes: false,
+};
+
+/// The barrier's failure limit and parent; a barrier without a spec has neither.
+pub fn shape(client: &SpiClient<'_>, id: &str) -> Result<Shape> {
+    let Some(row) = only_row(SHAPE.read(client, &[id.into()])?) else {
+        return Ok(Shape {
+            max_failures: None,
+            parent: None,
+        });
+    };
+    let parent: Option<String> = row.get(2)?;
+    let parent_slot: Option<i32> = row.get(3)?;
+    Ok(Shape {
+        max_failures: row.get(1)?,
+        parent: parent.zip(parent_slot),
+    })
+}
+
+static CLAIMED_BY_ANOTHER: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT FROM barrier_internal.barrier_spec s \
+                          WHERE s.parent = $1 AND s.parent_slot = $2 AND s.id <> $3)",
+    types: &[TEXT, INT4, TEXT],
+    writes: false,
+};
+
+/// Whether a barrier other than `child` reports into `slot` of `parent`.
+pub fn claimed_by_another(
+    client: &SpiClient<'_>,
+    parent: &str,
+    slot: i32,
+    child: &str,
+) -> Result<bool> {
+    let row =
+        only_row(CLAIMED_BY_ANOTHER.read(client, &[parent.into(), slot.into(), child.into()])?);
+    required(row.map(|row| row.get::<bool>(1)).transpose()?.flatten())
+}
+
+static ENDED_WITH_RESULTS: Statement = Statement {
+    sql: "SELECT pg_catalog.jsonb_build_object('id', $1, 'round', $2, 'status', $3, \
+                 'results', $4, 'failed_slots', pg_catalog.to_jsonb($5::integer[]), \
+                 'errors', $6, 'missing_slots', pg_catalog.to_jsonb($7::integer[]))",
+    types: &[
+        TEXT,
+        INT8,
+        TEXT,
+        JSONB,
+        pg_sys::PgOid::BuiltIn(pg_sys::BuiltinOid::INT4ARRAYOID),
+        JSONB,
+        pg_sys::PgOid::BuiltIn(pg_sys::BuiltinOid::INT4ARRAYOID),
+    ],
+    writes: false,
+};
+
+static ENDED_WITHOUT_RESULTS: Statement = Statement {
+    sql: "SELECT pg_catalog.jsonb_build_object('id', $1, 'round', $2, 'status', $3, \
+                 'reason', $4)",
+    types: &[TEXT, INT8, TEXT, TEXT],
+    writes: false,
+};
+
+/// What a child reports into its parent's slot (docs/shapes.md): how its round ended, with the
+/// completion when it has one, else the reason; copied into `memory`.
+pub fn ended_value(
+    client: &SpiClient<'_>,
+    id: &str,
+    round: i64,
+    status: &str,
+    ended: &crate::nesting::Ended<'_>,
+    memory: pg_sys::MemoryContext,
+) -> Result<RawJsonb> {
+    let table = match ended {
+        crate::nesting::Ended::Completion(done) => ENDED_WITH_RESULTS.read(
+            client,
+            &[
+                id.into(),
+                round.into(),
+                status.into(),
+                done.results.into(),
+                done.failed_slots.clone().into(),
+                done.errors.into(),
+                done.missing_slots.clone().into(),
+            ],
+        )?,
+        crate::nesting::Ended::Reason(reason) => ENDED_WITHOUT_RESULTS.read(
+            client,
+            &[id.into(), round.into(), status.into(), (*reason).into()],
+        )?,
+    };
+    let row = only_row(table).ok_or_else(|| BarrierError::Internal("no value built".into()))?;
+    required(jsonb_at(&row, 1, memory)?)
 }

@@ -21,13 +21,17 @@ pub fn required<T>(argument: &'static str, value: Option<T>) -> Result<T> {
 }
 
 pub fn id(id: Option<&str>) -> Result<&str> {
-    let id = required("id", id)?;
+    id_named("id", required("id", id)?)
+}
+
+/// A barrier id given as `argument`.
+fn id_named<'a>(argument: &'static str, id: &'a str) -> Result<&'a str> {
     if id.is_empty() {
-        return Err(BarrierError::invalid("id", "must not be empty"));
+        return Err(BarrierError::invalid(argument, "must not be empty"));
     }
     if id.len() > MAX_ID_BYTES {
         return Err(BarrierError::TooLong {
-            argument: "id",
+            argument,
             limit: MAX_ID_BYTES,
             actual: id.len(),
         });
@@ -55,6 +59,110 @@ pub fn slot(slot: Option<i32>) -> Result<Option<i32>> {
         )),
         other => Ok(other),
     }
+}
+
+/// A parent's slot, in range of the parent's tasks.
+pub fn slot_in_range_of(
+    argument: &'static str,
+    parent: &str,
+    slot: i32,
+    expected: i32,
+) -> Result<()> {
+    if slot >= expected {
+        return Err(BarrierError::invalid(
+            argument,
+            format!(
+                "{slot} is out of range: barrier \"{}\" expects {expected} tasks, slots 0 to {}",
+                crate::error::display_id(parent),
+                expected - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The shape arguments of `barrier_enqueue` (docs/shapes.md), checked in this order.
+pub struct ShapeArguments<'a> {
+    pub max_failures: Option<i32>,
+    pub need: Option<i32>,
+    pub sealed: bool,
+    pub deliver: bool,
+    pub parent: Option<(&'a str, i32)>,
+}
+
+pub fn shape<'a>(
+    expected: i32,
+    max_failures: Option<i32>,
+    need: Option<i32>,
+    sealed: Option<bool>,
+    on_expiry: Option<&str>,
+    parent: Option<&'a str>,
+    parent_slot: Option<i32>,
+) -> Result<ShapeArguments<'a>> {
+    if let Some(limit) = max_failures {
+        if limit < 0 {
+            return Err(BarrierError::invalid(
+                "max_failures",
+                format!("must be >= 0, got {limit}"),
+            ));
+        }
+    }
+    if let Some(need) = need {
+        if need < 1 {
+            return Err(BarrierError::invalid(
+                "need",
+                format!("must be >= 1, got {need}"),
+            ));
+        }
+    }
+    let sealed = required("sealed", sealed)?;
+    if let Some(need) = need {
+        if sealed && need > expected {
+            return Err(BarrierError::invalid(
+                "need",
+                format!("{need} is more than the {expected} tasks expected"),
+            ));
+        }
+    }
+    let deliver = match required("on_expiry", on_expiry)? {
+        "discard" => false,
+        "deliver" => true,
+        _ => {
+            return Err(BarrierError::invalid(
+                "on_expiry",
+                "must be 'discard' or 'deliver'",
+            ))
+        }
+    };
+    padded_slots("expected", expected, need.is_some() || deliver)?;
+    let parent = parent
+        .map(|parent| id_named("parent", parent))
+        .transpose()?;
+    if let Some(slot) = parent_slot {
+        if slot < 0 {
+            return Err(BarrierError::invalid(
+                "parent_slot",
+                format!("must be >= 0, got {slot}"),
+            ));
+        }
+    }
+    let parent = match (parent, parent_slot) {
+        (Some(parent), Some(slot)) => Some((parent, slot)),
+        (None, None) => None,
+        _ => {
+            return Err(BarrierError::invalid(
+                "parent_slot",
+                "parent and parent_slot go together",
+            ))
+        }
+    };
+    Ok(ShapeArguments {
+        max_failures,
+        need,
+        sealed,
+        deliver,
+        parent,
+    })
 }
 
 pub fn slot_in_range(slot: i32, expected: i32) -> Result<()> {
@@ -185,9 +293,51 @@ pub fn results_weight(id: &str, recorded: i64, result: Option<RawJsonb>) -> Resu
     Ok(total)
 }
 
+/// Whether `weight` more fits beside `recorded` bytes of results.
+pub fn fits(recorded: i64, weight: i64) -> bool {
+    recorded.saturating_add(weight) <= MAX_BARRIER_RESULT_BYTES
+}
+
+/// The room a completion that may leave slots out keeps for them: a `null` element (4 bytes)
+/// per slot, so that it can always be built.
+pub fn padding(expected: i32, padded: bool) -> i64 {
+    if padded {
+        4 * i64::from(expected)
+    } else {
+        0
+    }
+}
+
 /// What one result adds to its barrier's results as one jsonb array.
 pub fn result_weight(result: Option<RawJsonb>) -> i64 {
     result.map_or(0, |value| value.size() as i64) + ARRAY_ELEMENT_OVERHEAD
+}
+
+/// An optional count that must not be negative (`after`).
+pub fn non_negative(argument: &'static str, value: Option<i32>) -> Result<Option<i32>> {
+    match value {
+        Some(value) if value < 0 => Err(BarrierError::invalid(
+            argument,
+            format!("must be >= 0, got {value}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Most slots of a barrier whose completion may leave slots out (a quorum, an expiry that
+/// delivers): its completion holds a `null` and a `missing_slots` entry for each, which must fit
+/// in one jsonb value and one array beside the results.
+pub const MAX_PADDED_SLOTS: i32 = 10_000_000;
+
+/// Refuses `expected` slots for a barrier whose completion may leave slots out.
+pub fn padded_slots(argument: &'static str, expected: i32, padded: bool) -> Result<()> {
+    if padded && expected > MAX_PADDED_SLOTS {
+        return Err(BarrierError::TooManySlots {
+            argument,
+            limit: MAX_PADDED_SLOTS,
+        });
+    }
+    Ok(())
 }
 
 /// A count that must be at least 1 (`max_rows`, `extra`).
