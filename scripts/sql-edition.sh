@@ -133,8 +133,38 @@ trap 'rm -rf "$out"' EXIT
 
 # Public functions that already exist (as members of the extension) are replaced in place, which
 # keeps their grants and anything that depends on them. PostgreSQL refuses CREATE OR REPLACE in
-# an extension script for an object that is not already a member.
-replacing() { sed -E 's/^CREATE FUNCTION barrier_([a-z]+)\(/CREATE OR REPLACE FUNCTION barrier_\1(/'; }
+# an extension script for an object that is not already a member; one that does not exist yet
+# (new in this version, or dropped by drop_changed_api) is created.
+replacing() { sed -E 's/^CREATE FUNCTION barrier_([a-z_]+)\(/CREATE OR REPLACE FUNCTION barrier_\1(/'; }
+
+# DROP FUNCTION for each public function of script $1 whose head (name, arguments with their
+# defaults, result) differs in script $2, or that $2 no longer has: CREATE OR REPLACE cannot
+# change a function's result columns or argument names, and would add another overload for
+# new arguments. Its grants go with it, and an object of the database that depends on it makes
+# the update fail.
+drop_changed_api() {
+  perl -0777 -e '
+    sub heads {
+      my ($file) = @_;
+      open my $fh, "<", $file or die "$file: $!";
+      local $/;
+      my $text = <$fh>;
+      my %heads;
+      while ($text =~ /^(CREATE FUNCTION (barrier_[a-z_]+)\((.*?)\)\s*RETURNS.*?)^LANGUAGE/msg) {
+        my ($head, $name, $args) = ($1, $2, $3);
+        (my $normal = $head) =~ s/\s+/ /g;
+        my @types = map { s/\s+DEFAULT\s.*//s; s/^\s+|\s+$//g; /^OUT\s/ ? () : (split /\s+/, $_, 2)[1] }
+                    split /,/, $args;
+        $heads{$name} = [$normal, join(", ", @types)];
+      }
+      return \%heads;
+    }
+    my ($old, $new) = (heads($ARGV[0]), heads($ARGV[1]));
+    for my $name (sort keys %$old) {
+      next if exists $new->{$name} && $new->{$name}[0] eq $old->{$name}[0];
+      print "DROP FUNCTION $name($old->{$name}[1]);\n";
+    }' "$1" "$2"
+}
 
 # DROP FUNCTION for each helper (barrier_internal.*) a script defines: its input argument types,
 # read from its definition. Nothing records dependencies on PL/pgSQL bodies, so the helpers can be
@@ -174,6 +204,11 @@ drop_views() {
   cat sql-edition/functions.sql
 } >"$out/pg_barrier--$sql_version.sql"
 
+# The switch scripts need the Rust build's install script of this version (scripts/check-schema.sh
+# --write makes it): while a new version's Rust build is under way it may not exist yet, and the
+# switch scripts are then neither built nor checked (check-schema.sh fails on its absence).
+rust_install="sql/pg_barrier--$rust_version.sql"
+if [[ -f $rust_install ]]; then
 {
   header "$rust_version to $sql_version: from the Rust build to the SQL edition"
   echo "-- The state tables stay as they are; the functions become PL/pgSQL."
@@ -186,7 +221,7 @@ drop_views() {
   echo "-- The state tables stay as they are; the functions become the library's again."
   echo
   # Each function of the Rust build's install script, as pgrx generated it.
-  sed -n '/^-- pg_barrier::/,$p' "sql/pg_barrier--$rust_version.sql" |
+  sed -n '/^-- pg_barrier::/,$p' "$rust_install" |
     sed -E 's/^CREATE  FUNCTION /CREATE OR REPLACE FUNCTION /'
   echo
   # The views and helpers go last: nothing refers to them any more. Then the schema is closed
@@ -242,12 +277,17 @@ DELETE FROM barrier_internal.barrier_spec AS s
  WHERE NOT EXISTS (SELECT FROM barrier_internal.barrier AS b WHERE b.id OPERATOR(pg_catalog.=) s.id);
 EOF
 } >"$out/pg_barrier--$sql_version--$rust_version.sql"
+fi
 
-targets=(
-  "sql/pg_barrier--$sql_version.sql"
-  "sql/pg_barrier--$rust_version--$sql_version.sql"
-  "sql/pg_barrier--$sql_version--$rust_version.sql"
-)
+targets=("sql/pg_barrier--$sql_version.sql")
+if [[ -f $rust_install ]]; then
+  targets+=(
+    "sql/pg_barrier--$rust_version--$sql_version.sql"
+    "sql/pg_barrier--$sql_version--$rust_version.sql"
+  )
+else
+  echo "warning: $rust_install is missing: the switch scripts between $rust_version and $sql_version are not built" >&2
+fi
 
 if [[ -n "$previous" ]]; then
   {
@@ -256,6 +296,7 @@ if [[ -n "$previous" ]]; then
     drop_triggers "sql/pg_barrier--$previous.sql"
     drop_views "sql/pg_barrier--$previous.sql"
     drop_helpers "sql/pg_barrier--$previous.sql"
+    drop_changed_api "sql/pg_barrier--$previous.sql" sql-edition/functions.sql
     echo
     # A hand-written change of the tables runs without the old triggers, before the new ones.
     if [[ -f "sql-edition/update--$previous--$sql_version.sql" ]]; then

@@ -51,8 +51,19 @@
 --
 -- Speed: a report runs three statements (the row lock, the result insert, the counter update),
 -- and the result insert fires the ownership trigger (check_result_write: one more statement).
--- Around them, everything a report does on its common path is inline or an inlinable SQL
--- function; PL/pgSQL helpers are called only to raise errors or read settings.
+-- barrier_decr checks its arguments and hands the report to barrier_internal.report, which a
+-- child's hand-up into its parent shares; around those statements, everything a report does on
+-- its common path is inline or an inlinable SQL function, and other PL/pgSQL helpers are called
+-- only to raise errors, read settings, or end a round.
+--
+-- Fan-in shapes (docs/shapes.md): failures, quorum, open fan-ins, delivering expiry and nested
+-- barriers. A child's end is reported into its parent by barrier_internal.hand_up, through the
+-- same views, in the transaction that ends the child's round. The sweep ends barriers in the
+-- tables themselves; one with a parent it ends through the views instead, so that the parent
+-- hears of it, which needs a sweeping role that may act on the barrier (a superuser; the tables'
+-- owner when it is one). Where the tables' owner is not a superuser (pg_tle, the plain schema
+-- script), a sweep expires another role's nested barrier without telling its parent, with a
+-- warning; an expiry found by any call of the barrier's own role (lazily) tells it.
 
 -- The state as the current user may see and change it: the rows of barriers it may act on
 -- (pg_has_role USAGE: the barrier's owner, an inheriting member of it, or a superuser).
@@ -150,6 +161,18 @@ END
 $$;
 
 -- A count that must be at least 1 (max_rows, extra).
+-- A quorum or an expiry that delivers hands out a null and a missing slot for each slot that did
+-- not report, in one completion: such a barrier has at most 10,000,000 slots.
+CREATE FUNCTION barrier_internal.padded_slots(fn text, argument text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM barrier_internal.raise('54000', fn || ': argument "' || argument
+        || '" would give the barrier more than 10000000 slots',
+        'A barrier with need or on_expiry => ''deliver'' hands out a null and a missing slot for each slot that did not report, in one completion.');
+END
+$$;
+
 CREATE FUNCTION barrier_internal.check_positive(fn text, argument text, value integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -374,53 +397,428 @@ AS $$
        AND pg_catalog.octet_length(id) OPERATOR(pg_catalog.<=) 512
 $$;
 
--- Ends round `round` of a locked, live barrier as aborted or expired: frees its results, keeps
--- a tombstone so that late calls learn what happened, and notifies.
-CREATE FUNCTION barrier_internal.end_round(id text, round bigint, status text, reason text)
+-- Ends round `round` of a locked, live barrier as aborted or expired: frees its results (an
+-- expiry with on_expiry => 'deliver' keeps them, to be taken), keeps a tombstone so that late
+-- calls learn what happened, notifies, and reports the end into the barrier's parent, if any.
+-- `level`: the parents reached so far from the call that started it (see hand_up).
+CREATE FUNCTION barrier_internal.end_round(fn text, id text, round bigint, status text,
+                                           reason text, level integer)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 DECLARE
+    ended record;
     the_channel text;
+    the_parent text;
+    the_slot integer;
+    done record;
 BEGIN
     UPDATE barrier_internal.my_barrier AS b
-       SET status = end_round.status, finished_at = statement_timestamp(), result_bytes = 0
-     WHERE b.id = end_round.id;
+       SET status = end_round.status, finished_at = statement_timestamp(),
+           result_bytes = CASE WHEN end_round.status = 'expired' AND b.deliver
+                               THEN b.result_bytes ELSE 0 END
+     WHERE b.id = end_round.id
+    RETURNING end_round.status = 'expired' AND b.deliver AS keep, b.owner, b.expected,
+              b.remaining, b.failed
+         INTO ended;
     UPDATE barrier_internal.my_barrier_spec AS s SET reason = end_round.reason
      WHERE s.id = end_round.id
-    RETURNING s.channel INTO the_channel;
-    DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = end_round.id;
+    RETURNING s.channel, s.parent, s.parent_slot INTO the_channel, the_parent, the_slot;
+    IF ended.keep IS NOT TRUE THEN
+        DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = end_round.id;
+    END IF;
     PERFORM barrier_internal.notify(the_channel, end_round.id, end_round.status, end_round.round);
+    IF the_parent IS NULL THEN
+        RETURN;
+    END IF;
+    IF ended.keep THEN
+        -- A delivered expiry: the parent gets what a consumer would take.
+        done := barrier_internal.completion(end_round.id, ended.expected, ended.remaining,
+                                            ended.failed);
+        PERFORM barrier_internal.hand_up(fn, end_round.id, end_round.round, ended.owner,
+            the_parent, the_slot, end_round.status, NULL, done.results, done.failed_slots,
+            done.errors, done.missing_slots, false, level);
+    ELSE
+        PERFORM barrier_internal.hand_up(fn, end_round.id, end_round.round, ended.owner,
+            the_parent, the_slot, end_round.status, end_round.reason, NULL, NULL, NULL, NULL,
+            false, level);
+    END IF;
 END
 $$;
 
--- Every result of the round in slot (or arrival) order, with the callback and channel.
-CREATE FUNCTION barrier_internal.completion(id text, OUT channel text, OUT callback jsonb,
-                                            OUT results jsonb)
+-- What a finished round hands out (docs/shapes.md), with the spec's callback, channel and
+-- parent: `results` has one element per slot 0 .. expected - 1 (arrival position for a barrier
+-- counted without slots), JSON null where the slot failed or never reported; the failed slots,
+-- their errors and the slots that never reported beside it. A round where every task reported
+-- and none failed (every plain barrier) is every result in slot order, as in 0.3.
+CREATE FUNCTION barrier_internal.completion(id text, expected integer, remaining integer,
+                                            failed integer, OUT channel text,
+                                            OUT callback jsonb, OUT results jsonb,
+                                            OUT failed_slots integer[], OUT errors jsonb,
+                                            OUT missing_slots integer[], OUT parent text,
+                                            OUT parent_slot integer)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_variable
 BEGIN
-    SELECT s.channel, s.callback,
-           COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
-                       FROM barrier_internal.my_result AS r
-                      WHERE r.barrier_id = completion.id), '[]'::jsonb)
-      INTO channel, callback, results
+    IF remaining = 0 AND failed = 0 THEN
+        SELECT s.channel, s.callback, s.parent, s.parent_slot,
+               COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
+                           FROM barrier_internal.my_result AS r
+                          WHERE r.barrier_id = completion.id), '[]'::jsonb)
+          INTO channel, callback, parent, parent_slot, results
+          FROM barrier_internal.my_barrier_spec AS s
+         WHERE s.id = completion.id;
+        failed_slots := '{}';
+        errors := '[]';
+        missing_slots := '{}';
+        RETURN;
+    END IF;
+    SELECT s.channel, s.callback, s.parent, s.parent_slot
+      INTO channel, callback, parent, parent_slot
       FROM barrier_internal.my_barrier_spec AS s
      WHERE s.id = completion.id;
+    SELECT COALESCE(jsonb_agg(CASE WHEN r.failed IS NOT FALSE THEN NULL ELSE r.result END
+                              ORDER BY g.slot), '[]'::jsonb),
+           COALESCE(array_agg(g.slot ORDER BY g.slot) FILTER (WHERE r.failed), '{}'),
+           COALESCE(jsonb_agg(r.result ORDER BY g.slot) FILTER (WHERE r.failed), '[]'::jsonb),
+           COALESCE(array_agg(g.slot ORDER BY g.slot) FILTER (WHERE r.slot IS NULL), '{}')
+      INTO results, failed_slots, errors, missing_slots
+      FROM generate_series(0, expected - 1) AS g(slot)
+      LEFT JOIN barrier_internal.my_result AS r
+        ON r.barrier_id = completion.id AND r.slot = g.slot;
 END
 $$;
 
--- Hands a locked, complete, untaken barrier to its consumer, freeing its results. `other`: the
--- barrier is another role's, claimed through the caller's privileges (a superuser's
--- barrier_completions). Whatever that role wrote into its rows must not make the call fail: a
--- completion that cannot be built (its spec deleted, results beyond what one jsonb value holds)
--- is left as it is, with a warning, and finished_at comes back NULL. (Building it only reads,
--- so the block takes no transaction id.)
-CREATE FUNCTION barrier_internal.take(fn text, id text, other boolean,
+-- Completes a locked barrier whose counters are stored as complete: builds its completion,
+-- notifies it, and hands it up to the barrier's parent, if any.
+CREATE FUNCTION barrier_internal.complete(fn text, id text, round bigint, owner regrole,
+                                          expected integer, remaining integer, failed integer,
+                                          level integer, OUT status text, OUT results jsonb,
+                                          OUT callback jsonb, OUT failed_slots integer[],
+                                          OUT errors jsonb, OUT missing_slots integer[])
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    done record;
+BEGIN
+    done := barrier_internal.completion(id, expected, remaining, failed);
+    status := CASE WHEN failed > 0 THEN 'complete_with_failures' ELSE 'complete' END;
+    PERFORM barrier_internal.notify(done.channel, id, status, round);
+    results := done.results;
+    callback := done.callback;
+    failed_slots := done.failed_slots;
+    errors := done.errors;
+    missing_slots := done.missing_slots;
+    IF done.parent IS NOT NULL THEN
+        PERFORM barrier_internal.hand_up(fn, id, round, owner, done.parent, done.parent_slot,
+            status, NULL, results, failed_slots, errors, missing_slots, failed = 0, level);
+    END IF;
+END
+$$;
+
+-- Reports how round `round` of locked barrier `id` (owned by `owner`) ended, with `status`,
+-- into slot `parent_slot` of its parent, as a report that succeeds or (not `success`) fails,
+-- under the parent's policy; see barrier_internal.report. A round that can be taken (a
+-- completion or a delivered expiry) comes with its completion (`results`, `failed_slots`,
+-- `errors`, `missing_slots`), any other with its `reason`; the value the parent records is
+-- built from them under the parent's lock. A takeable round that the parent counted is handed
+-- over: marked taken, its results freed. `level` counts the parents reached so far; in a tree
+-- that grew deeper than 16 levels (an ancestor enqueued again under a new parent) the climb
+-- stops with a WARNING, the round staying takeable, rather than failing every report of the
+-- leaf.
+CREATE FUNCTION barrier_internal.hand_up(fn text, id text, round bigint, owner regrole,
+                                         parent text, parent_slot integer, status text,
+                                         reason text, results jsonb, failed_slots integer[],
+                                         errors jsonb, missing_slots integer[],
+                                         success boolean, level integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    takeable constant boolean := results IS NOT NULL;
+    counted boolean;
+BEGIN
+    IF level >= 16 THEN
+        RAISE WARNING 'pg_barrier: barrier "%" is nested more than 16 levels deep: its end is not reported into barrier "%"',
+            barrier_internal.shown(id), barrier_internal.shown(parent);
+        RETURN;
+    END IF;
+    SELECT r.counted INTO counted
+      FROM barrier_internal.report(fn, parent, parent_slot, NULL, NOT success, NULL, level + 1,
+                                   owner, id, round, status, reason, results, failed_slots,
+                                   errors, missing_slots) AS r;
+    IF counted AND takeable THEN
+        UPDATE barrier_internal.my_barrier AS b
+           SET taken_at = statement_timestamp(), result_bytes = 0
+         WHERE b.id = hand_up.id;
+        DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = hand_up.id;
+    END IF;
+END
+$$;
+
+-- One report into barrier `id`: at `level` 0 a task's (barrier_decr, after its argument checks;
+-- `result`, and `size`: its size), above it a child's hand-up into its parent (`owner`: the
+-- child's owner; `child` .. `child_missing_slots`: how its round ended, see hand_up), which
+-- never fails: a parent that is gone, finished, of another owner, counted without slots or
+-- without that slot, or whose slot reported, does not count it (`counted` false); a completion
+-- that might take the parent's results over the limit is reported as a failure that says so,
+-- and a value that would still not fit is not counted either. Locks the barrier, counts the
+-- report (a success replaces a failure of its slot) and ends the round when the barrier's shape
+-- says so: a failure over max_failures or a quorum out of reach aborts it; a sealed barrier
+-- completes when every task has reported or when the quorum is met (docs/shapes.md).
+--
+-- A barrier whose completion may leave slots out (need, or on_expiry => 'deliver') pads it with
+-- a JSON null for each, 4 bytes apiece in the jsonb array: its reports keep that much room free
+-- under the limit (4 bytes per expected task), beside the results they record.
+CREATE FUNCTION barrier_internal.report(fn text, id text, slot integer, result jsonb,
+                                        failed boolean, size bigint, level integer,
+                                        owner regrole, child text DEFAULT NULL,
+                                        child_round bigint DEFAULT NULL,
+                                        child_status text DEFAULT NULL,
+                                        child_reason text DEFAULT NULL,
+                                        child_results jsonb DEFAULT NULL,
+                                        child_failed_slots integer[] DEFAULT NULL,
+                                        child_errors jsonb DEFAULT NULL,
+                                        child_missing_slots integer[] DEFAULT NULL,
+                                        OUT status text, OUT remaining integer,
+                                        OUT results jsonb, OUT callback jsonb,
+                                        OUT failed_slots integer[], OUT errors jsonb,
+                                        OUT missing_slots integer[], OUT counted boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    handup constant boolean := level > 0;
+    tried integer := 0;
+    locked record;
+    position integer;
+    weight bigint;
+    reserve bigint;
+    estimate bigint;
+    rearmed boolean := false;
+    now_failed integer;
+    successes integer;
+    max_failures integer;
+    ending text;
+    reason text;
+    done record;
+BEGIN
+    counted := false;
+    LOOP
+        SELECT b.status, b.expected, b.remaining, b.slotted, b.round, b.owner,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
+               b.result_bytes, b.failed, b.need, b.sealed, b.deliver
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id
+           FOR NO KEY UPDATE;
+        EXIT WHEN FOUND;
+        IF handup THEN
+            RETURN;
+        END IF;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            status := 'unknown';
+            RETURN;
+        END IF;
+    END LOOP;
+
+    IF handup THEN
+        IF locked.slotted IS FALSE OR slot >= locked.expected OR locked.owner <> owner THEN
+            RETURN;
+        END IF;
+    -- A barrier is slotted or not from its first report on, and slots run from 0 to
+    -- expected - 1; a report that breaks either is a bad argument whatever the state.
+    ELSIF locked.slotted AND slot IS NULL THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": barrier "'
+            || id || '" is slotted: every report must name its slot', NULL,
+            'One barrier is either slotted or not; pass the task''s slot.');
+    ELSIF NOT locked.slotted AND slot IS NOT NULL THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": barrier "'
+            || id || '" is counted without slots: reports must not name one', NULL,
+            'One barrier is either slotted or not; pass slot => NULL.');
+    ELSIF slot >= locked.expected THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": ' || slot
+            || ' is out of range: the barrier expects ' || locked.expected || ' tasks, slots 0 to '
+            || (locked.expected - 1));
+    END IF;
+
+    IF locked.status <> 'pending' OR locked.past_expiry THEN
+        IF locked.status = 'pending' THEN
+            PERFORM barrier_internal.end_round(fn, id, locked.round, 'expired', NULL, level);
+        END IF;
+        IF handup THEN
+            RETURN;
+        END IF;
+        IF locked.status = 'complete' THEN
+            -- A retried task whose slot was counted learns just that, before or after the fire.
+            IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.my_result AS r
+                                             WHERE r.barrier_id = id AND r.slot = slot) THEN
+                status := 'duplicate';
+            ELSE
+                status := 'already_complete';
+            END IF;
+        ELSIF locked.status = 'aborted' THEN
+            status := 'aborted';
+        ELSE
+            status := 'expired';
+        END IF;
+        remaining := CASE WHEN status = 'already_complete' THEN 0 ELSE locked.remaining END;
+        RETURN;
+    END IF;
+    IF locked.remaining < 0 THEN
+        PERFORM barrier_internal.raise('XX000',
+            fn || ': pending barrier with remaining ' || locked.remaining);
+    END IF;
+
+    reserve := CASE WHEN locked.need IS NOT NULL OR locked.deliver
+                    THEN 4 * locked.expected::bigint ELSE 0 END;
+    IF handup THEN
+        -- The child's value, built here, under the parent's lock: its completion only if that
+        -- fits beside the parent's results by an estimate made before it is built (its jsonb
+        -- parts, at most 16 bytes per listed slot, 1024 for the rest), so that building it can
+        -- never fail on size; else the reason why not. A value that does not fit beside the
+        -- parent's results and their padding is not counted: the weight check below never
+        -- fails a hand-up.
+        IF child_results IS NOT NULL THEN
+            estimate := barrier_internal.jsonb_bytes(child_results)
+                + barrier_internal.jsonb_bytes(child_errors)
+                + 16 * (COALESCE(cardinality(child_failed_slots), 0)
+                        + COALESCE(cardinality(child_missing_slots), 0))
+                + 1024;
+            IF locked.result_bytes + estimate + 8 > 255 * 1024 * 1024 THEN
+                child_reason := 'results too large to report into the parent';
+                failed := true;
+            ELSE
+                result := jsonb_build_object('id', child, 'round', child_round,
+                                             'status', child_status, 'results', child_results,
+                                             'failed_slots', to_jsonb(child_failed_slots),
+                                             'errors', child_errors,
+                                             'missing_slots', to_jsonb(child_missing_slots));
+            END IF;
+        END IF;
+        IF result IS NULL THEN
+            result := jsonb_build_object('id', child, 'round', child_round,
+                                         'status', child_status, 'reason', child_reason);
+        END IF;
+        size := barrier_internal.jsonb_bytes(result);
+        IF locked.result_bytes + size + 8 + reserve > 255 * 1024 * 1024 THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    -- The slot, or the next arrival position (unique: arrivals are numbered under the lock). An
+    -- open barrier may have nothing remaining: an arrival then is one too many.
+    position := COALESCE(slot, locked.expected - locked.remaining);
+    IF slot IS NOT NULL OR locked.remaining > 0 THEN
+        INSERT INTO barrier_internal.my_result AS r (barrier_id, slot, result, failed)
+        VALUES (id, position, result, failed)
+        ON CONFLICT ((r.barrier_id), (r.slot)) DO NOTHING;
+        counted := FOUND;
+    END IF;
+    IF NOT counted THEN
+        IF slot IS NULL AND locked.remaining > 0 THEN
+            PERFORM barrier_internal.raise('XX000',
+                fn || ': arrival position ' || position || ' was already taken');
+        END IF;
+        -- A retried task that succeeds where it had failed replaces the failure; anything else
+        -- about a slot that reported changes nothing.
+        IF slot IS NOT NULL AND NOT failed THEN
+            UPDATE barrier_internal.my_result AS r SET result = result, failed = false
+             WHERE r.barrier_id = id AND r.slot = slot AND r.failed;
+            rearmed := FOUND;
+        END IF;
+        IF NOT rearmed THEN
+            status := 'duplicate';
+            remaining := locked.remaining;
+            RETURN;
+        END IF;
+        counted := true;
+    END IF;
+    -- Refused (and the write above undone with the error) if the completion could no longer
+    -- be built as one jsonb value, padding included. (A hand-up was checked above.)
+    weight := locked.result_bytes + size + 8;
+    IF weight + reserve > 255 * 1024 * 1024 THEN
+        PERFORM barrier_internal.raise('54000', fn || ': argument "result" would take the results'
+            || ' of barrier "' || barrier_internal.shown(id) || '" over ' || 255 * 1024 * 1024
+            || ' bytes',
+            'A completion hands out every result as one jsonb array, which has a size limit.',
+            'Report smaller results, such as references to where the data is.');
+    END IF;
+    IF rearmed THEN
+        remaining := locked.remaining;
+        now_failed := locked.failed - 1;
+    ELSE
+        remaining := locked.remaining - 1;
+        now_failed := locked.failed + CASE WHEN failed THEN 1 ELSE 0 END;
+    END IF;
+
+    -- What follows: a failure over the limit aborts; a sealed barrier aborts when its quorum is
+    -- out of reach and completes when every task has reported or its quorum is met.
+    successes := locked.expected - remaining - now_failed;
+    IF failed THEN
+        SELECT s.max_failures INTO max_failures
+          FROM barrier_internal.my_barrier_spec AS s
+         WHERE s.id = id;
+        IF now_failed > max_failures THEN
+            ending := 'aborted';
+            reason := 'slot ' || position || ' failed: more than ' || max_failures || ' failures';
+        END IF;
+    END IF;
+    IF ending IS NULL AND locked.sealed THEN
+        IF locked.need IS NULL THEN
+            IF remaining = 0 THEN
+                ending := 'complete';
+            END IF;
+        ELSIF successes + remaining < locked.need THEN
+            ending := 'aborted';
+            reason := 'quorum of ' || locked.need || ' can no longer be reached';
+        ELSIF successes >= locked.need THEN
+            ending := 'complete';
+        END IF;
+    END IF;
+    UPDATE barrier_internal.my_barrier AS b
+       SET remaining = remaining, failed = now_failed, slotted = slot IS NOT NULL,
+           result_bytes = weight, progress_at = statement_timestamp(),
+           status = CASE WHEN ending = 'complete' THEN 'complete' ELSE b.status END,
+           finished_at = CASE WHEN ending = 'complete' THEN statement_timestamp() END
+     WHERE b.id = id;
+    IF ending IS NULL THEN
+        status := 'pending';
+        RETURN;
+    END IF;
+    IF ending = 'aborted' THEN
+        PERFORM barrier_internal.end_round(fn, id, locked.round, 'aborted', reason, level);
+        status := 'aborted';
+        RETURN;
+    END IF;
+    done := barrier_internal.complete(fn, id, locked.round, locked.owner, locked.expected,
+                                      remaining, now_failed, level);
+    status := done.status;
+    results := done.results;
+    callback := done.callback;
+    failed_slots := done.failed_slots;
+    errors := done.errors;
+    missing_slots := done.missing_slots;
+END
+$$;
+
+-- Hands a locked, finished, untaken barrier (complete, or expired with on_expiry => 'deliver':
+-- `expired`) to its consumer, freeing its results. `other`: the barrier is another role's,
+-- claimed through the caller's privileges (a superuser's barrier_completions). Whatever that
+-- role wrote into its rows must not make the call fail: a completion that cannot be built (its
+-- spec deleted, results beyond what one jsonb value holds) is left as it is, with a warning, and
+-- finished_at comes back NULL. (Building it only reads, so the block takes no transaction id.)
+CREATE FUNCTION barrier_internal.take(fn text, id text, other boolean, expected integer,
+                                      remaining integer, failed integer, expired boolean,
                                       OUT finished_at timestamptz, OUT results jsonb,
-                                      OUT callback jsonb)
+                                      OUT callback jsonb, OUT status text,
+                                      OUT failed_slots integer[], OUT errors jsonb,
+                                      OUT missing_slots integer[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
@@ -429,7 +827,7 @@ DECLARE
 BEGIN
     IF other THEN
         BEGIN
-            done := barrier_internal.completion(take.id);
+            done := barrier_internal.completion(take.id, expected, remaining, failed);
         EXCEPTION WHEN OTHERS THEN
             -- Only rows written by hand can make a completion that cannot be built: it is
             -- taken out of the queue (results freed), so that it cannot hold up every other.
@@ -447,7 +845,7 @@ BEGIN
             RETURN;
         END IF;
     ELSE
-        done := barrier_internal.completion(take.id);
+        done := barrier_internal.completion(take.id, expected, remaining, failed);
         IF done.channel IS NULL THEN
             PERFORM barrier_internal.raise('XX000', fn || ': barrier spec is missing');
         END IF;
@@ -459,12 +857,20 @@ BEGIN
     DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = take.id;
     results := done.results;
     callback := done.callback;
+    status := CASE WHEN expired THEN 'expired'
+                   WHEN failed > 0 THEN 'complete_with_failures' ELSE 'complete' END;
+    failed_slots := done.failed_slots;
+    errors := done.errors;
+    missing_slots := done.missing_slots;
 END
 $$;
 
--- Starts a locked barrier over: a new round with no recorded results. Returns the new round.
+-- Starts a locked barrier over: a new round with no recorded results, of the given shape.
+-- Returns the new round.
 CREATE FUNCTION barrier_internal.new_round(id text, expected integer, callback jsonb,
-                                           channel text, ttl interval, stall_timeout interval)
+                                           channel text, ttl interval, stall_timeout interval,
+                                           max_failures integer, need integer, sealed boolean,
+                                           deliver boolean, parent text, parent_slot integer)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
@@ -475,36 +881,127 @@ BEGIN
     DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = new_round.id;
     UPDATE barrier_internal.my_barrier AS b
        SET round = b.round + 1,
-           status = CASE WHEN new_round.expected = 0 THEN 'complete' ELSE 'pending' END,
+           status = CASE WHEN new_round.expected = 0 AND new_round.sealed THEN 'complete'
+                         ELSE 'pending' END,
            expected = new_round.expected, remaining = new_round.expected, slotted = NULL,
            created_at = statement_timestamp(),
            expires_at = statement_timestamp() + new_round.ttl,
-           finished_at = CASE WHEN new_round.expected = 0 THEN statement_timestamp() END,
-           progress_at = statement_timestamp(), taken_at = NULL, result_bytes = 0
+           finished_at = CASE WHEN new_round.expected = 0 AND new_round.sealed
+                              THEN statement_timestamp() END,
+           progress_at = statement_timestamp(), taken_at = NULL, result_bytes = 0,
+           failed = 0, need = new_round.need, sealed = new_round.sealed,
+           deliver = new_round.deliver
      WHERE b.id = new_round.id
     RETURNING b.round INTO the_round;
     PERFORM barrier_internal.write_spec(new_round.id, new_round.callback, new_round.channel,
-                                        new_round.ttl, new_round.stall_timeout);
+                                        new_round.ttl, new_round.stall_timeout,
+                                        new_round.max_failures, new_round.parent,
+                                        new_round.parent_slot);
     RETURN the_round;
 END
 $$;
 
 -- The spec of a barrier the caller holds, over whatever spec row its id had.
 CREATE FUNCTION barrier_internal.write_spec(id text, callback jsonb, channel text, ttl interval,
-                                            stall_timeout interval) RETURNS void
+                                            stall_timeout interval, max_failures integer,
+                                            parent text, parent_slot integer) RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 BEGIN
-    INSERT INTO barrier_internal.my_barrier_spec AS s (id, callback, channel, ttl, stall_timeout)
-    VALUES (id, callback, channel, ttl, stall_timeout)
+    INSERT INTO barrier_internal.my_barrier_spec AS s
+           (id, callback, channel, ttl, stall_timeout, max_failures, parent, parent_slot)
+    VALUES (id, callback, channel, ttl, stall_timeout, max_failures, parent, parent_slot)
     ON CONFLICT ((s.id)) DO UPDATE
        SET callback = excluded.callback, channel = excluded.channel, ttl = excluded.ttl,
-           stall_timeout = excluded.stall_timeout, reason = NULL;
+           stall_timeout = excluded.stall_timeout, reason = NULL,
+           max_failures = excluded.max_failures, parent = excluded.parent,
+           parent_slot = excluded.parent_slot;
 END
 $$;
 
--- Registers barrier `id`, which completes after `expected` task reports. See the README.
+-- Checks, with the child's row locked, that barrier `child` (owned by `owner`) may report into
+-- slot `slot` of `parent`, and takes the parent's row lock: the parent exists, the child is not
+-- among its ancestors, it has the same owner, is pending and slotted (or not yet reported
+-- into), the slot is in range, the tree stays within 16 levels, and the slot is free: no other
+-- barrier claims it, and it has not reported, unless with a failure the child itself left there
+-- (`claim_parent`, `claim_slot`: the parent slot the child named before; it may re-arm it).
+CREATE FUNCTION barrier_internal.check_parent(fn text, child text, owner regrole, parent text,
+                                              slot integer, claim_parent text,
+                                              claim_slot integer) RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+#variable_conflict use_variable
+DECLARE
+    above text COLLATE "C" := parent;
+    ancestors integer := 0;
+    tried integer := 0;
+    locked record;
+    effective text;
+BEGIN
+    LOOP
+        SELECT b.owner, b.status, b.expected, b.slotted,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = parent
+           FOR NO KEY UPDATE;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, parent, tried) THEN
+            PERFORM barrier_internal.raise('42704',
+                fn || ': barrier "' || barrier_internal.shown(parent) || '" does not exist');
+        END IF;
+    END LOOP;
+    -- The parent and its ancestors, nearest first (the child's depth if it is not among them),
+    -- read after the parent's lock: each statement's snapshot then shows a re-parenting that
+    -- committed before it, so two enqueues cannot close a cycle between them unseen.
+    WHILE above IS NOT NULL LOOP
+        IF above = child THEN
+            PERFORM barrier_internal.raise('42P19', fn || ': barrier "'
+                || barrier_internal.shown(child) || '" cannot be its own ancestor');
+        END IF;
+        ancestors := ancestors + 1;
+        EXIT WHEN ancestors > 16;
+        SELECT s.parent INTO above FROM barrier_internal.my_barrier_spec AS s WHERE s.id = above;
+    END LOOP;
+    IF locked.owner <> owner THEN
+        PERFORM barrier_internal.deny(fn, parent);
+    END IF;
+    effective := CASE WHEN locked.past_expiry THEN 'expired' ELSE locked.status END;
+    IF effective <> 'pending' THEN
+        PERFORM barrier_internal.raise('55000',
+            fn || ': barrier "' || barrier_internal.shown(parent) || '" is ' || effective,
+            'Only a pending barrier can take more tasks.');
+    END IF;
+    IF NOT locked.slotted THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "parent_slot": barrier "'
+            || barrier_internal.shown(parent) || '" is counted without slots');
+    END IF;
+    IF slot >= locked.expected THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "parent_slot": ' || slot
+            || ' is out of range: barrier "' || barrier_internal.shown(parent) || '" expects '
+            || locked.expected || ' tasks, slots 0 to ' || (locked.expected - 1));
+    END IF;
+    IF ancestors > 16 THEN
+        PERFORM barrier_internal.raise('54001', fn || ': barrier "' || barrier_internal.shown(child)
+            || '" would be nested more than 16 levels deep');
+    END IF;
+    IF EXISTS (SELECT FROM barrier_internal.my_barrier_spec AS s
+                WHERE s.parent = parent AND s.parent_slot = slot AND s.id <> child)
+       OR EXISTS (SELECT FROM barrier_internal.my_result AS r
+                   WHERE r.barrier_id = parent AND r.slot = slot
+                     AND (NOT r.failed OR claim_parent IS DISTINCT FROM parent
+                          OR claim_slot IS DISTINCT FROM slot)) THEN
+        PERFORM barrier_internal.raise('42710', fn || ': slot ' || slot || ' of barrier "'
+            || barrier_internal.shown(parent) || '" is taken',
+            'It has reported, or another barrier reports into it.');
+    END IF;
+END
+$$;
+
+-- Registers barrier `id`, which completes after `expected` task reports, in the shape the
+-- arguments from max_failures on give it (docs/shapes.md). See the README.
 CREATE FUNCTION barrier_enqueue(
     id text,
     expected integer,
@@ -512,7 +1009,13 @@ CREATE FUNCTION barrier_enqueue(
     ttl interval DEFAULT NULL,
     channel text DEFAULT NULL,
     replace boolean DEFAULT false,
-    stall_timeout interval DEFAULT NULL
+    stall_timeout interval DEFAULT NULL,
+    max_failures integer DEFAULT NULL,
+    need integer DEFAULT NULL,
+    sealed boolean DEFAULT true,
+    on_expiry text DEFAULT 'discard',
+    parent text DEFAULT NULL,
+    parent_slot integer DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
@@ -521,15 +1024,19 @@ AS $$
 DECLARE
     id text COLLATE "C" := barrier_enqueue.id;
     channel text COLLATE "C" := barrier_enqueue.channel;
+    parent text COLLATE "C" := barrier_enqueue.parent;
     fn constant text := 'barrier_enqueue';
     the_channel text;
     channel_source text;
     the_ttl interval;
     the_stall interval;
     seconds bigint;
+    deliver boolean;
+    at_once boolean;
     me regrole;
     locked record;
     same record;
+    claim record;
     differences text[];
     the_round bigint;
 BEGIN
@@ -576,6 +1083,49 @@ BEGIN
     IF replace IS NULL THEN
         PERFORM barrier_internal.raise('22004', fn || ': argument "replace" must not be NULL');
     END IF;
+    -- The shape (docs/shapes.md).
+    IF max_failures < 0 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "max_failures": must be >= 0, got ' || max_failures);
+    END IF;
+    IF need < 1 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "need": must be >= 1, got ' || need);
+    END IF;
+    IF sealed IS NULL THEN
+        PERFORM barrier_internal.raise('22004', fn || ': argument "sealed" must not be NULL');
+    END IF;
+    IF need > expected AND sealed THEN
+        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "need": ' || need
+            || ' is more than the ' || expected || ' tasks expected');
+    END IF;
+    IF on_expiry IS NULL THEN
+        PERFORM barrier_internal.raise('22004', fn || ': argument "on_expiry" must not be NULL');
+    ELSIF on_expiry NOT IN ('discard', 'deliver') THEN
+        PERFORM barrier_internal.raise('22023', fn
+            || ': invalid argument "on_expiry": must be ''discard'' or ''deliver''');
+    END IF;
+    IF (need IS NOT NULL OR on_expiry = 'deliver') AND expected > 10000000 THEN
+        PERFORM barrier_internal.padded_slots(fn, 'expected');
+    END IF;
+    IF parent = '' THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "parent": must not be empty');
+    ELSIF octet_length(parent) > 512 THEN
+        PERFORM barrier_internal.raise('22001', fn || ': argument "parent" is too long ('
+            || octet_length(parent) || ' bytes, the limit is 512)');
+    END IF;
+    IF parent_slot < 0 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "parent_slot": must be >= 0, got ' || parent_slot);
+    END IF;
+    IF (parent IS NULL) <> (parent_slot IS NULL) THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "parent_slot": parent and parent_slot go together');
+    END IF;
+    deliver := on_expiry = 'deliver';
+    -- An empty, sealed fan-in is complete at once.
+    at_once := expected = 0 AND sealed;
     PERFORM barrier_internal.check_writable(fn);
     -- The new barrier's owner: the current user (by oid, whatever its name becomes).
     me := to_regrole(quote_ident(current_user));
@@ -588,25 +1138,31 @@ BEGIN
     FOR attempt IN 1 .. 2 LOOP
         INSERT INTO barrier_internal.my_barrier AS b
                (id, round, owner, status, expected, remaining, created_at, expires_at,
-                finished_at, progress_at)
+                finished_at, progress_at, need, sealed, deliver)
         VALUES (id, 1, me,
-                CASE WHEN expected = 0 THEN 'complete' ELSE 'pending' END, expected, expected,
+                CASE WHEN at_once THEN 'complete' ELSE 'pending' END, expected, expected,
                 statement_timestamp(), statement_timestamp() + the_ttl,
-                CASE WHEN expected = 0 THEN statement_timestamp() END, statement_timestamp())
+                CASE WHEN at_once THEN statement_timestamp() END, statement_timestamp(),
+                need, sealed, deliver)
         ON CONFLICT ((b.id)) DO NOTHING;
         IF FOUND THEN
             -- Results left under this id by a role that held it before, written by hand and
             -- then its barrier deleted, are not this barrier's. (Its spec is overwritten.)
             DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = id;
-            PERFORM barrier_internal.write_spec(id, callback, the_channel, the_ttl, the_stall);
-            IF expected > 0 THEN
+            IF parent IS NOT NULL THEN
+                PERFORM barrier_internal.check_parent(fn, id, me, parent, parent_slot, NULL,
+                                                      NULL);
+            END IF;
+            PERFORM barrier_internal.write_spec(id, callback, the_channel, the_ttl, the_stall,
+                                                max_failures, parent, parent_slot);
+            IF NOT at_once THEN
                 RETURN 'pending';
             END IF;
-            PERFORM barrier_internal.notify(the_channel, id, 'complete', 1);
+            PERFORM barrier_internal.complete(fn, id, 1, me, 0, 0, 0, 0);
             RETURN 'complete';
         END IF;
 
-        SELECT b.status, b.expected,
+        SELECT b.status, b.expected, b.owner,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
                b.round
           INTO locked
@@ -619,12 +1175,22 @@ BEGIN
         END IF;
 
         IF locked.status = 'pending' AND NOT locked.past_expiry AND NOT replace THEN
+            -- `sealed` is not compared: enqueueing a live barrier again never changes it.
             SELECT b.expected = expected AND s.callback IS NOT DISTINCT FROM callback
                        AND s.channel = the_channel AND s.ttl = the_ttl
-                       AND s.stall_timeout IS NOT DISTINCT FROM the_stall AS equal,
+                       AND s.stall_timeout IS NOT DISTINCT FROM the_stall
+                       AND s.max_failures IS NOT DISTINCT FROM max_failures
+                       AND b.need IS NOT DISTINCT FROM need AND b.deliver = deliver
+                       AND s.parent IS NOT DISTINCT FROM parent
+                       AND s.parent_slot IS NOT DISTINCT FROM parent_slot AS equal,
                    b.expected AS stored_expected,
                    s.callback IS NOT DISTINCT FROM callback AS same_callback,
-                   s.channel AS stored_channel, s.ttl::text AS stored_ttl
+                   s.channel AS stored_channel, s.ttl::text AS stored_ttl,
+                   s.max_failures IS NOT DISTINCT FROM max_failures AS same_max_failures,
+                   b.need IS NOT DISTINCT FROM need AS same_need,
+                   b.deliver = deliver AS same_on_expiry,
+                   s.parent IS NOT DISTINCT FROM parent
+                       AND s.parent_slot IS NOT DISTINCT FROM parent_slot AS same_parent
               INTO same
               FROM barrier_internal.my_barrier AS b
               JOIN barrier_internal.my_barrier_spec AS s ON s.id = b.id
@@ -647,6 +1213,18 @@ BEGIN
                 differences := differences || ('channel is "' || same.stored_channel
                                                || '", not "' || the_channel || '"');
             END IF;
+            IF NOT same.same_max_failures THEN
+                differences := differences || 'max_failures differs'::text;
+            END IF;
+            IF NOT same.same_need THEN
+                differences := differences || 'need differs'::text;
+            END IF;
+            IF NOT same.same_on_expiry THEN
+                differences := differences || 'on_expiry differs'::text;
+            END IF;
+            IF NOT same.same_parent THEN
+                differences := differences || 'parent differs'::text;
+            END IF;
             IF cardinality(differences) = 0 THEN
                 differences := differences || ('ttl or stall_timeout differs (ttl is '
                                                || same.stored_ttl || ')');
@@ -658,27 +1236,37 @@ BEGIN
                 'Pass replace => true to discard its progress and start it over.');
         END IF;
         IF locked.status = 'pending' AND locked.past_expiry THEN
-            PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
+            PERFORM barrier_internal.end_round(fn, id, locked.round, 'expired', NULL, 0);
+        END IF;
+        IF parent IS NOT NULL THEN
+            SELECT s.parent, s.parent_slot INTO claim
+              FROM barrier_internal.my_barrier_spec AS s
+             WHERE s.id = id;
+            PERFORM barrier_internal.check_parent(fn, id, locked.owner, parent, parent_slot,
+                                                  claim.parent, claim.parent_slot);
         END IF;
         the_round := barrier_internal.new_round(id, expected, callback, the_channel, the_ttl,
-                                                the_stall);
-        IF expected > 0 THEN
+                                                the_stall, max_failures, need, sealed, deliver,
+                                                parent, parent_slot);
+        IF NOT at_once THEN
             RETURN 'pending';
         END IF;
-        PERFORM barrier_internal.notify(the_channel, id, 'complete', the_round);
+        PERFORM barrier_internal.complete(fn, id, the_round, locked.owner, 0, 0, 0, 0);
         RETURN 'complete';
     END LOOP;
     PERFORM barrier_internal.raise('XX000', fn || ': barrier row vanished twice during enqueue');
 END
 $$;
 
--- One task reports completion, with its result and, for slotted barriers, its slot.
--- One task reports completion, with its result and, for slotted barriers, its slot.
+-- One task reports completion, with its result and, for slotted barriers, its slot; `failed`:
+-- the task failed, and `result` is its error (docs/shapes.md).
 CREATE FUNCTION barrier_decr(
     id text,
     result jsonb DEFAULT NULL,
-    slot integer DEFAULT NULL
-) RETURNS TABLE (status text, remaining integer, results jsonb, callback jsonb)
+    slot integer DEFAULT NULL,
+    failed boolean DEFAULT false
+) RETURNS TABLE (status text, remaining integer, results jsonb, callback jsonb,
+                 failed_slots integer[], errors jsonb, missing_slots integer[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
@@ -687,10 +1275,6 @@ DECLARE
     id text COLLATE "C" := barrier_decr.id;
     fn constant text := 'barrier_decr';
     size bigint := 0;
-    tried integer := 0;
-    locked record;
-    position integer;
-    weight bigint;
     done record;
 BEGIN
     IF id IS NULL OR id = '' OR octet_length(id) > 512 THEN
@@ -707,14 +1291,49 @@ BEGIN
             PERFORM barrier_internal.check_size(fn, 'result', result);
         END IF;
     END IF;
+    IF failed IS NULL THEN
+        PERFORM barrier_internal.raise('22004', fn || ': argument "failed" must not be NULL');
+    END IF;
     IF current_setting('transaction_read_only') = 'on' THEN
         PERFORM barrier_internal.check_writable(fn);
     END IF;
+    done := barrier_internal.report(fn, id, slot, result, failed, size, 0, NULL);
+    status := done.status;
+    remaining := done.remaining;
+    results := done.results;
+    callback := done.callback;
+    failed_slots := done.failed_slots;
+    errors := done.errors;
+    missing_slots := done.missing_slots;
+    RETURN NEXT;
+END
+$$;
 
+-- Seals an open barrier: from now on it completes when its reports are in, or its quorum is
+-- met; if that is already so, it completes here and this call answers as the completing
+-- barrier_decr would. Sealing a sealed, pending barrier changes nothing.
+CREATE FUNCTION barrier_seal(id text)
+RETURNS TABLE (status text, remaining integer, results jsonb, callback jsonb,
+               failed_slots integer[], errors jsonb, missing_slots integer[])
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id text COLLATE "C" := barrier_seal.id;
+    fn constant text := 'barrier_seal';
+    tried integer := 0;
+    locked record;
+    effective text;
+    successes integer;
+    ending text;
+    done record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    PERFORM barrier_internal.check_writable(fn);
     LOOP
-        SELECT b.status, b.expected, b.remaining, b.slotted, b.round,
-               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry,
-               b.result_bytes
+        SELECT b.status, b.expected, b.remaining, b.failed, b.need, b.sealed, b.round, b.owner,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
           INTO locked
           FROM barrier_internal.my_barrier AS b
          WHERE b.id = id
@@ -722,98 +1341,53 @@ BEGIN
         EXIT WHEN FOUND;
         tried := tried + 1;
         IF NOT barrier_internal.hidden(fn, id, tried) THEN
-            status := 'unknown';
-            RETURN NEXT;
-            RETURN;
+            PERFORM barrier_internal.raise('42704',
+                fn || ': barrier "' || barrier_internal.shown(id) || '" does not exist');
         END IF;
     END LOOP;
-
-    -- A barrier is slotted or not from its first report on, and slots run from 0 to
-    -- expected - 1; a report that breaks either is a bad argument whatever the state.
-    IF locked.slotted AND slot IS NULL THEN
-        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": barrier "'
-            || id || '" is slotted: every report must name its slot', NULL,
-            'One barrier is either slotted or not; pass the task''s slot.');
-    ELSIF NOT locked.slotted AND slot IS NOT NULL THEN
-        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": barrier "'
-            || id || '" is counted without slots: reports must not name one', NULL,
-            'One barrier is either slotted or not; pass slot => NULL.');
-    ELSIF slot >= locked.expected THEN
-        PERFORM barrier_internal.raise('22023', fn || ': invalid argument "slot": ' || slot
-            || ' is out of range: the barrier expects ' || locked.expected || ' tasks, slots 0 to '
-            || (locked.expected - 1));
+    effective := CASE WHEN locked.past_expiry THEN 'expired'
+                      WHEN locked.status = 'complete' AND locked.failed > 0
+                      THEN 'complete_with_failures'
+                      ELSE locked.status END;
+    IF effective <> 'pending' THEN
+        PERFORM barrier_internal.raise('55000',
+            fn || ': barrier "' || barrier_internal.shown(id) || '" is ' || effective,
+            'Only a pending barrier can be sealed.');
     END IF;
-
-    IF locked.status <> 'pending' OR locked.past_expiry THEN
-        IF locked.status = 'complete' THEN
-            -- A retried task whose slot was counted learns just that, before or after the fire.
-            IF slot IS NOT NULL AND EXISTS (SELECT FROM barrier_internal.my_result AS r
-                                             WHERE r.barrier_id = id AND r.slot = slot) THEN
-                status := 'duplicate';
-            ELSE
-                status := 'already_complete';
-            END IF;
-            remaining := 0;
-        ELSIF locked.status = 'aborted' THEN
-            status := 'aborted';
-            remaining := locked.remaining;
-        ELSE
-            IF locked.status = 'pending' THEN
-                PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
-            END IF;
-            status := 'expired';
-            remaining := locked.remaining;
+    successes := locked.expected - locked.remaining - locked.failed;
+    IF locked.need IS NULL THEN
+        IF locked.remaining = 0 THEN
+            ending := 'complete';
         END IF;
-        RETURN NEXT;
-        RETURN;
+    ELSIF successes + locked.remaining < locked.need THEN
+        ending := 'aborted';
+    ELSIF successes >= locked.need THEN
+        ending := 'complete';
     END IF;
-    IF locked.remaining <= 0 THEN
-        PERFORM barrier_internal.raise('XX000',
-            fn || ': pending barrier with remaining ' || locked.remaining);
+    IF NOT locked.sealed OR ending = 'complete' THEN
+        UPDATE barrier_internal.my_barrier AS b
+           SET sealed = true,
+               status = CASE WHEN ending = 'complete' THEN 'complete' ELSE b.status END,
+               finished_at = CASE WHEN ending = 'complete' THEN statement_timestamp() END
+         WHERE b.id = id;
     END IF;
-
-    -- The slot, or the next arrival position (unique: arrivals are numbered under the lock).
-    position := COALESCE(slot, locked.expected - locked.remaining);
-    INSERT INTO barrier_internal.my_result AS r (barrier_id, slot, result)
-    VALUES (id, position, result)
-    ON CONFLICT ((r.barrier_id), (r.slot)) DO NOTHING;
-    IF NOT FOUND THEN
-        IF slot IS NULL THEN
-            PERFORM barrier_internal.raise('XX000',
-                fn || ': arrival position ' || position || ' was already taken');
-        END IF;
-        status := 'duplicate';
-        remaining := locked.remaining;
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    -- Refused (and the insert above undone with the error) if the completion could no longer
-    -- be built as one jsonb value.
-    weight := locked.result_bytes + size + 8;
-    IF weight > 255 * 1024 * 1024 THEN
-        PERFORM barrier_internal.raise('54000', fn || ': argument "result" would take the results'
-            || ' of barrier "' || barrier_internal.shown(id) || '" over ' || 255 * 1024 * 1024
-            || ' bytes',
-            'A completion hands out every result as one jsonb array, which has a size limit.',
-            'Report smaller results, such as references to where the data is.');
-    END IF;
-    remaining := locked.remaining - 1;
-    UPDATE barrier_internal.my_barrier AS b
-       SET remaining = remaining, slotted = slot IS NOT NULL, result_bytes = weight,
-           progress_at = statement_timestamp(),
-           status = CASE WHEN remaining = 0 THEN 'complete' ELSE b.status END,
-           finished_at = CASE WHEN remaining = 0 THEN statement_timestamp() END
-     WHERE b.id = id;
-    IF remaining > 0 THEN
+    remaining := locked.remaining;
+    IF ending IS NULL THEN
         status := 'pending';
-        RETURN NEXT;
-        RETURN;
+    ELSIF ending = 'aborted' THEN
+        PERFORM barrier_internal.end_round(fn, id, locked.round, 'aborted',
+            'quorum of ' || locked.need || ' can no longer be reached', 0);
+        status := 'aborted';
+    ELSE
+        done := barrier_internal.complete(fn, id, locked.round, locked.owner, locked.expected,
+                                          locked.remaining, locked.failed, 0);
+        status := done.status;
+        results := done.results;
+        callback := done.callback;
+        failed_slots := done.failed_slots;
+        errors := done.errors;
+        missing_slots := done.missing_slots;
     END IF;
-    done := barrier_internal.completion(id);
-    PERFORM barrier_internal.notify(done.channel, id, 'complete', locked.round);
-    status := 'complete';
-    results := done.results;
-    callback := done.callback;
     RETURN NEXT;
 END
 $$;
@@ -855,11 +1429,11 @@ BEGIN
         RETURN 'already_aborted';
     ELSIF locked.status = 'expired' OR locked.past_expiry THEN
         IF locked.status = 'pending' THEN
-            PERFORM barrier_internal.end_round(id, locked.round, 'expired', NULL);
+            PERFORM barrier_internal.end_round(fn, id, locked.round, 'expired', NULL, 0);
         END IF;
         RETURN 'expired';
     END IF;
-    PERFORM barrier_internal.end_round(id, locked.round, 'aborted', reason);
+    PERFORM barrier_internal.end_round(fn, id, locked.round, 'aborted', reason, 0);
     RETURN 'aborted';
 END
 $$;
@@ -870,7 +1444,8 @@ $$;
 CREATE FUNCTION barrier_internal.status(the_id text)
 RETURNS TABLE (o_id text, o_status text, o_expected integer, o_remaining integer,
                o_created_at timestamptz, o_expires_at timestamptz, o_finished_at timestamptz,
-               o_channel text, o_callback jsonb, o_reason text, o_round bigint)
+               o_channel text, o_callback jsonb, o_reason text, o_round bigint,
+               o_failed integer, o_sealed boolean, o_need integer)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_variable
@@ -884,7 +1459,8 @@ BEGIN
     LOOP
         SELECT b.id, b.status, b.expires_at <= statement_timestamp() AS past,
                b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at,
-               s.id IS NOT NULL AS has_spec, s.channel, s.callback, s.reason, b.round
+               s.id IS NOT NULL AS has_spec, s.channel, s.callback, s.reason, b.round,
+               b.failed, b.sealed, b.need
           INTO found_row
           FROM barrier_internal.my_barrier AS b
           LEFT JOIN barrier_internal.my_barrier_spec AS s ON s.id = b.id
@@ -900,25 +1476,78 @@ BEGIN
     END IF;
     RETURN QUERY SELECT found_row.id,
         CASE WHEN found_row.status = 'pending' AND found_row.past THEN 'expired'
+             WHEN found_row.status = 'complete' AND found_row.failed > 0
+             THEN 'complete_with_failures'
              ELSE found_row.status END,
         found_row.expected, found_row.remaining, found_row.created_at, found_row.expires_at,
         found_row.finished_at, found_row.channel, found_row.callback, found_row.reason,
-        found_row.round;
+        found_row.round, found_row.failed, found_row.sealed, found_row.need;
 END
 $$;
 
 CREATE FUNCTION barrier_status(id text)
 RETURNS TABLE (id text, status text, expected integer, remaining integer,
                created_at timestamptz, expires_at timestamptz, finished_at timestamptz,
-               channel text, callback jsonb, reason text, round bigint)
+               channel text, callback jsonb, reason text, round bigint,
+               failed integer, sealed boolean, need integer)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 AS $$
     SELECT * FROM barrier_internal.status($1)
 $$;
 
--- The results recorded so far, in slot (or arrival) order; NULL for an unknown barrier and for
--- an aborted, expired or taken one, whose results were freed.
+-- Up to max_rows slots of a pending barrier above `after` that have not reported, in order (for
+-- a barrier counted without slots, the arrival positions still to come); none for a finished
+-- barrier.
+CREATE FUNCTION barrier_pending_slots(id text, max_rows integer DEFAULT 1000,
+                                      after integer DEFAULT NULL)
+RETURNS TABLE (slot integer)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id text COLLATE "C" := barrier_pending_slots.id;
+    fn constant text := 'barrier_pending_slots';
+    tried integer := 0;
+    found_row record;
+BEGIN
+    PERFORM barrier_internal.check_id(fn, id);
+    PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
+    IF after < 0 THEN
+        PERFORM barrier_internal.raise('22023',
+            fn || ': invalid argument "after": must be >= 0, got ' || after);
+    END IF;
+    LOOP
+        SELECT b.expected, b.status = 'pending' AND b.expires_at > statement_timestamp() AS live
+          INTO found_row
+          FROM barrier_internal.my_barrier AS b
+         WHERE b.id = id;
+        EXIT WHEN FOUND;
+        tried := tried + 1;
+        IF NOT barrier_internal.hidden(fn, id, tried) THEN
+            PERFORM barrier_internal.raise('42704',
+                fn || ': barrier "' || barrier_internal.shown(id) || '" does not exist');
+        END IF;
+    END LOOP;
+    -- (after + 1 only below expected - 1: after may be the largest integer.)
+    IF found_row.live AND (after IS NULL AND found_row.expected > 0
+                           OR after < found_row.expected - 1) THEN
+        -- generate_series in the select list yields one slot at a time (in FROM it would make
+        -- them all first): the LIMIT stops it after max_rows pending slots.
+        RETURN QUERY
+        SELECT g.slot
+          FROM (SELECT generate_series(COALESCE(after + 1, 0), found_row.expected - 1) AS slot) AS g
+         WHERE NOT EXISTS (SELECT FROM barrier_internal.my_result AS r
+                            WHERE r.barrier_id = id AND r.slot = g.slot)
+         LIMIT max_rows;
+    END IF;
+END
+$$;
+
+-- The results recorded so far, in slot (or arrival) order (a failed report's as null); for a
+-- finished barrier not yet taken, its completion's results. NULL for an unknown barrier and for
+-- an aborted, discarded-expired or taken one, whose results were freed.
 CREATE FUNCTION barrier_results(id text) RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
@@ -932,11 +1561,18 @@ DECLARE
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     LOOP
-        SELECT CASE WHEN (b.status = 'complete' AND b.taken_at IS NULL)
+        SELECT CASE WHEN (b.taken_at IS NULL
+                          AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
+                          AND b.remaining = 0 AND b.failed = 0)
                       OR (b.status = 'pending' AND b.expires_at > statement_timestamp())
-               THEN COALESCE((SELECT jsonb_agg(r.result ORDER BY r.slot)
+               THEN COALESCE((SELECT jsonb_agg(CASE WHEN r.failed THEN NULL ELSE r.result END
+                                               ORDER BY r.slot)
                                 FROM barrier_internal.my_result AS r
-                               WHERE r.barrier_id = b.id), '[]'::jsonb) END AS results
+                               WHERE r.barrier_id = b.id), '[]'::jsonb) END AS results,
+               b.taken_at IS NULL
+                   AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
+                   AND (b.remaining <> 0 OR b.failed <> 0) AS shaped,
+               b.expected, b.remaining, b.failed
           INTO found_row
           FROM barrier_internal.my_barrier AS b
          WHERE b.id = id;
@@ -946,6 +1582,10 @@ BEGIN
             RETURN NULL;
         END IF;
     END LOOP;
+    IF found_row.shaped THEN
+        RETURN (barrier_internal.completion(id, found_row.expected, found_row.remaining,
+                                            found_row.failed)).results;
+    END IF;
     RETURN found_row.results;
 END
 $$;
@@ -967,21 +1607,48 @@ AS $$
 $$;
 
 -- Ends round `round` of a locked, live barrier as expired, in the tables themselves: the sweep's
--- part of barrier_internal.end_round, run with the privileges of the tables' owner.
+-- part of barrier_internal.end_round, run with the privileges of the tables' owner. With
+-- on_expiry => 'deliver' the results stay, to be taken. A barrier with a parent ends through
+-- barrier_internal.end_round, whose report into the parent is the API's own, through the
+-- views: where they do not show the barrier (a caller that has the privileges of the tables'
+-- owner but not of the barrier's owner, such as a tables' owner that is not a superuser), it
+-- expires here and its parent is not told, with a warning.
 CREATE FUNCTION barrier_internal.expire(id text, round bigint, reason text) RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 DECLARE
     the_channel text;
+    the_parent text;
+    keep boolean;
 BEGIN
+    -- A report handed up by a barrier expired before it in this sweep may have ended it.
+    IF NOT EXISTS (SELECT FROM barrier_internal.barrier AS b
+                    WHERE b.id = expire.id AND b.status = 'pending') THEN
+        RETURN;
+    END IF;
+    SELECT s.parent INTO the_parent FROM barrier_internal.barrier_spec AS s
+     WHERE s.id = expire.id;
+    IF the_parent IS NOT NULL THEN
+        IF EXISTS (SELECT FROM barrier_internal.my_barrier AS b WHERE b.id = expire.id) THEN
+            PERFORM barrier_internal.end_round('barrier_sweep', expire.id, expire.round,
+                                               'expired', expire.reason, 0);
+            RETURN;
+        END IF;
+        RAISE WARNING 'barrier_sweep: barrier "%" expired, but its parent "%" is not told: the sweep runs as a role without the privileges of the barrier''s owner',
+                      barrier_internal.shown(expire.id), barrier_internal.shown(the_parent);
+    END IF;
     UPDATE barrier_internal.barrier AS b
-       SET status = 'expired', finished_at = statement_timestamp(), result_bytes = 0
-     WHERE b.id = expire.id;
+       SET status = 'expired', finished_at = statement_timestamp(),
+           result_bytes = CASE WHEN b.deliver THEN b.result_bytes ELSE 0 END
+     WHERE b.id = expire.id
+    RETURNING b.deliver INTO keep;
     UPDATE barrier_internal.barrier_spec AS s SET reason = expire.reason
      WHERE s.id = expire.id
     RETURNING s.channel INTO the_channel;
-    DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = expire.id;
+    IF keep IS NOT TRUE THEN
+        DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = expire.id;
+    END IF;
     PERFORM barrier_internal.notify(the_channel, expire.id, 'expired', expire.round);
 END
 $$;
@@ -1109,8 +1776,11 @@ BEGIN
 END
 $$;
 
--- The results and callback of a completed barrier, handed out once across all sessions.
-CREATE FUNCTION barrier_take(id text) RETURNS TABLE (results jsonb, callback jsonb)
+-- The completion of a finished barrier (complete, or expired with on_expiry => 'deliver'),
+-- handed out once across all sessions. A pending barrier past its expiry expires first.
+CREATE FUNCTION barrier_take(id text)
+RETURNS TABLE (results jsonb, callback jsonb, status text, failed_slots integer[],
+               errors jsonb, missing_slots integer[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
@@ -1125,7 +1795,9 @@ BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_writable(fn);
     LOOP
-        SELECT b.status, b.taken_at IS NOT NULL AS taken
+        SELECT b.status, b.taken_at IS NOT NULL AS taken, b.deliver, b.expected, b.remaining,
+               b.failed, b.round,
+               b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
           INTO locked
           FROM barrier_internal.my_barrier AS b
          WHERE b.id = id
@@ -1136,18 +1808,31 @@ BEGIN
             RETURN;
         END IF;
     END LOOP;
-    IF locked.status <> 'complete' OR locked.taken THEN
+    IF locked.past_expiry THEN
+        PERFORM barrier_internal.end_round(fn, id, locked.round, 'expired', NULL, 0);
+        -- A delivered expiry can be taken, unless its parent took it.
+        IF NOT locked.deliver OR EXISTS (SELECT FROM barrier_internal.my_barrier AS b
+                                          WHERE b.id = id AND b.taken_at IS NOT NULL) THEN
+            RETURN;
+        END IF;
+    ELSIF locked.taken
+          OR NOT (locked.status = 'complete' OR (locked.status = 'expired' AND locked.deliver))
+    THEN
         RETURN;
     END IF;
-    taken := barrier_internal.take(fn, id, false);
-    RETURN QUERY SELECT taken.results, taken.callback;
+    taken := barrier_internal.take(fn, id, false, locked.expected, locked.remaining,
+                                   locked.failed, locked.status <> 'complete');
+    RETURN QUERY SELECT taken.results, taken.callback, taken.status, taken.failed_slots,
+                        taken.errors, taken.missing_slots;
 END
 $$;
 
--- Claims up to `max_rows` completed, untaken barriers (on `channel`, or any) the caller may act
--- for, oldest first, and hands each out as barrier_take would.
+-- Claims up to `max_rows` finished, untaken barriers (complete, or expired with on_expiry =>
+-- 'deliver'; on `channel`, or any) the caller may act for, oldest first, and hands each out as
+-- barrier_take would.
 CREATE FUNCTION barrier_completions(channel text DEFAULT NULL, max_rows integer DEFAULT 100)
-RETURNS TABLE (id text, finished_at timestamptz, results jsonb, callback jsonb)
+RETURNS TABLE (id text, finished_at timestamptz, results jsonb, callback jsonb, status text,
+               failed_slots integer[], errors jsonb, missing_slots integer[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 AS $$
@@ -1158,6 +1843,7 @@ DECLARE
     me oid;
     handed_out integer := 0;
     candidate record;
+    locked record;
     taken record;
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
@@ -1172,18 +1858,23 @@ BEGIN
     FOR candidate IN
         SELECT b.id, b.owner::oid IS DISTINCT FROM me AS other
           FROM barrier_internal.my_barrier AS b
-         WHERE b.status = 'complete' AND b.taken_at IS NULL
+         WHERE b.taken_at IS NULL AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
          ORDER BY b.finished_at, b.id
     LOOP
-        PERFORM FROM barrier_internal.my_barrier AS b
-          WHERE b.id = candidate.id AND b.status = 'complete' AND b.taken_at IS NULL
+        SELECT b.expected, b.remaining, b.failed, b.status <> 'complete' AS expired
+          INTO locked
+          FROM barrier_internal.my_barrier AS b
+          WHERE b.id = candidate.id AND b.taken_at IS NULL
+            AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
             AND EXISTS (SELECT FROM barrier_internal.my_barrier_spec AS s
                          WHERE s.id = b.id AND (channel IS NULL OR s.channel = channel))
             FOR NO KEY UPDATE OF b SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
-        taken := barrier_internal.take(fn, candidate.id, candidate.other);
+        taken := barrier_internal.take(fn, candidate.id, candidate.other, locked.expected,
+                                       locked.remaining, locked.failed, locked.expired);
         CONTINUE WHEN taken.finished_at IS NULL;
-        RETURN QUERY SELECT candidate.id, taken.finished_at, taken.results, taken.callback;
+        RETURN QUERY SELECT candidate.id, taken.finished_at, taken.results, taken.callback,
+                            taken.status, taken.failed_slots, taken.errors, taken.missing_slots;
         handed_out := handed_out + 1;
         EXIT WHEN handed_out >= max_rows;
     END LOOP;
@@ -1207,7 +1898,7 @@ BEGIN
     PERFORM barrier_internal.check_positive(fn, 'extra', extra);
     PERFORM barrier_internal.check_writable(fn);
     LOOP
-        SELECT b.status, b.expected,
+        SELECT b.status, b.expected, b.need, b.deliver,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
           INTO locked
           FROM barrier_internal.my_barrier AS b
@@ -1230,6 +1921,9 @@ BEGIN
         PERFORM barrier_internal.raise('22023', fn || ': invalid argument "extra": ' || extra
             || ' more tasks would exceed 2147483647 in all');
     END IF;
+    IF (locked.need IS NOT NULL OR locked.deliver) AND locked.expected + extra > 10000000 THEN
+        PERFORM barrier_internal.padded_slots(fn, 'extra');
+    END IF;
     UPDATE barrier_internal.my_barrier AS b
        SET expected = b.expected + extra, remaining = b.remaining + extra,
            progress_at = statement_timestamp()
@@ -1240,7 +1934,8 @@ $$;
 
 -- Counts over the barriers the calling role may act for, for dashboards and alerts. (A role's
 -- hand-written rows may hold any timestamp and byte count: an infinite created_at has no age,
--- and the bytes stop at the largest bigint.)
+-- and the bytes stop at the largest bigint.) `untaken` counts the rounds waiting for a
+-- consumer: complete ones, and expired ones that deliver.
 CREATE FUNCTION barrier_stats()
 RETURNS TABLE (pending bigint, complete bigint, aborted bigint, expired bigint, untaken bigint,
                oldest_pending_age interval, result_rows bigint, result_bytes bigint)
@@ -1257,12 +1952,17 @@ BEGIN
            count(*) FILTER (WHERE b.status = 'expired'
                                OR (b.status = 'pending'
                                    AND b.expires_at <= statement_timestamp())),
-           count(*) FILTER (WHERE b.status = 'complete' AND b.taken_at IS NULL),
+           count(*) FILTER (WHERE b.taken_at IS NULL
+                              AND (b.status = 'complete'
+                                   OR (b.status = 'expired' AND b.deliver))),
            statement_timestamp() - min(b.created_at)
              FILTER (WHERE b.status = 'pending' AND b.expires_at > statement_timestamp()
                        AND isfinite(b.created_at)),
            COALESCE(sum(CASE WHEN b.status = 'pending' THEN b.expected - b.remaining
-                             WHEN b.status = 'complete' AND b.taken_at IS NULL THEN b.expected
+                             WHEN b.taken_at IS NULL
+                                  AND (b.status = 'complete'
+                                       OR (b.status = 'expired' AND b.deliver))
+                             THEN b.expected - b.remaining
                              ELSE 0 END), 0)::bigint,
            LEAST(COALESCE(sum(b.result_bytes), 0), 9223372036854775807)::bigint
       FROM barrier_internal.my_barrier AS b;
