@@ -30,7 +30,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use cluster::{as_postgres, free_port, run, scratch_dir, Cluster};
-use support::{assert_storage_whole, decr, seed, sqlstate, stored, Rng};
+use support::{assert_storage_whole, claim, decr, handed_up, report, seed, sqlstate, stored, Rng};
 
 /// A fresh cluster from the pgrx test server's installation, started with `settings`, with
 /// pg_barrier (and amcheck) installed in database `app`.
@@ -650,4 +650,443 @@ fn prepare_transaction_is_refused_after_a_notifying_call_and_counts_only_when_co
         .get(0);
     assert_eq!(aborted, "aborted");
     cluster.assert_log_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nested barriers
+// ---------------------------------------------------------------------------------------------
+
+const TREES: usize = 120;
+/// Each tree: a root of two mids, each mid of two leaves; leaf `j` expects `j + 1` reports, so
+/// that most reports complete a leaf and carry its completion up in their transaction.
+const FAN: i32 = 2;
+
+fn root_id(n: usize) -> String {
+    format!("tree-{n}")
+}
+
+fn mid_id(n: usize, mid: i32) -> String {
+    format!("tree-{n}/{mid}")
+}
+
+fn leaf_id(n: usize, mid: i32, leaf: i32) -> String {
+    format!("tree-{n}/{mid}/{leaf}")
+}
+
+/// One report of a leaf: tree, mid, leaf, slot.
+type LeafReport = (usize, i32, i32, i32);
+
+fn leaf_slots(leaf: i32) -> i32 {
+    leaf + 1
+}
+
+fn leaf_result(n: usize, mid: i32, leaf: i32, slot: i32) -> Value {
+    json!(format!("t{n}m{mid}l{leaf}s{slot}"))
+}
+
+/// What a leaf's completion reports into its mid.
+fn leaf_up(n: usize, mid: i32, leaf: i32) -> Value {
+    let results = (0..leaf_slots(leaf))
+        .map(|slot| leaf_result(n, mid, leaf, slot))
+        .collect();
+    handed_up(
+        &leaf_id(n, mid, leaf),
+        1,
+        "complete",
+        Value::Array(results),
+        &[],
+        json!([]),
+        &[],
+    )
+}
+
+/// What a mid's completion reports into the root.
+fn mid_up(n: usize, mid: i32) -> Value {
+    let results = (0..FAN).map(|leaf| leaf_up(n, mid, leaf)).collect();
+    handed_up(
+        &mid_id(n, mid),
+        1,
+        "complete",
+        Value::Array(results),
+        &[],
+        json!([]),
+        &[],
+    )
+}
+
+/// The root's completion: every mid's, in slot order.
+fn root_results(n: usize) -> Value {
+    Value::Array((0..FAN).map(|mid| mid_up(n, mid)).collect())
+}
+
+/// A barrier as stored after recovery: status, whether taken, and its result rows by slot.
+struct Recovered {
+    status: String,
+    taken: bool,
+    rows: BTreeMap<i32, (Value, bool)>,
+}
+
+fn recovered(client: &mut Client, id: &str) -> Recovered {
+    let row = client
+        .query_one(
+            "SELECT status, taken_at IS NOT NULL FROM barrier_internal.barrier WHERE id = $1",
+            &[&id],
+        )
+        .unwrap_or_else(|error| panic!("barrier {id}: {error}"));
+    let rows = client
+        .query(
+            "SELECT slot, coalesce(result, 'null'::jsonb)::text, failed
+               FROM barrier_internal.result WHERE barrier_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let result: String = row.get(1);
+            (
+                row.get(0),
+                (serde_json::from_str(&result).unwrap(), row.get(2)),
+            )
+        })
+        .collect();
+    Recovered {
+        status: row.get(0),
+        taken: row.get(1),
+        rows,
+    }
+}
+
+/// Trees of nested barriers (a root, two mids, four leaves each) complete bottom-up while
+/// workers report their leaves; the whole cluster is SIGKILLed with reports in flight, most of
+/// which complete a leaf and report it into its mid, some the mid too and into the root. After
+/// recovery every tree is whole: a leaf is complete exactly when its mid holds its completion
+/// (and it is handed over), a mid exactly when the root holds its, never one without the other;
+/// every acknowledged report is there. Delivered again, every tree completes exactly once, and
+/// only the roots are left to claim, each with the whole tree's results.
+#[test]
+fn a_crash_mid_nested_completions_leaves_each_tree_whole_or_not() {
+    let cluster = started("crash-trees", &["synchronous_commit = on"]);
+    let mut admin = cluster.connect("app");
+    let mut setup = admin.transaction().unwrap();
+    for n in 0..TREES {
+        setup
+            .execute(
+                "SELECT barrier_enqueue($1, $2, channel => 'crash_tree')",
+                &[&root_id(n), &FAN],
+            )
+            .unwrap();
+        for mid in 0..FAN {
+            setup
+                .execute(
+                    "SELECT barrier_enqueue($1, $2, channel => 'crash_tree', parent => $3,
+                                            parent_slot => $4)",
+                    &[&mid_id(n, mid), &FAN, &root_id(n), &mid],
+                )
+                .unwrap();
+            for leaf in 0..FAN {
+                setup
+                    .execute(
+                        "SELECT barrier_enqueue($1, $2, channel => 'crash_tree', parent => $3,
+                                                parent_slot => $4)",
+                        &[
+                            &leaf_id(n, mid, leaf),
+                            &leaf_slots(leaf),
+                            &mid_id(n, mid),
+                            &leaf,
+                        ],
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    setup.commit().unwrap();
+
+    // Every leaf slot once, a fifth of them twice, shuffled within groups of eight trees taken
+    // in turn, so that at the crash some trees are done, some part way and some untouched.
+    let mut rng = Rng::new(seed());
+    let mut work: Vec<(u64, usize, i32, i32, i32)> = Vec::new();
+    for n in 0..TREES {
+        for mid in 0..FAN {
+            for leaf in 0..FAN {
+                for slot in 0..leaf_slots(leaf) {
+                    let deliveries = if rng.below(5) == 0 { 2 } else { 1 };
+                    for _ in 0..deliveries {
+                        work.push((rng.next(), n, mid, leaf, slot));
+                    }
+                }
+            }
+        }
+    }
+    work.sort_by_key(|&(order, n, ..)| (n / 8, order));
+    let work: Vec<(usize, i32, i32, i32)> = work
+        .into_iter()
+        .map(|(_, n, mid, leaf, slot)| (n, mid, leaf, slot))
+        .collect();
+    let total = work.len();
+    let done = AtomicUsize::new(0);
+    let log: Mutex<Vec<(LeafReport, Delivery)>> = Mutex::default();
+    thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let mine: Vec<(usize, i32, i32, i32)> =
+                work.iter().copied().skip(worker).step_by(WORKERS).collect();
+            let (cluster, done, log) = (&cluster, &done, &log);
+            scope.spawn(move || {
+                let mut client = cluster.connect("app");
+                for (n, mid, leaf, slot) in mine {
+                    let result = leaf_result(n, mid, leaf, slot);
+                    let answer = report(
+                        &mut client,
+                        &leaf_id(n, mid, leaf),
+                        Some(&result),
+                        Some(slot),
+                        false,
+                    );
+                    let delivery = match answer {
+                        Ok(answer) => Delivery::Acknowledged(answer.status, answer.results),
+                        Err(error) if error.code().is_none() => Delivery::InFlight,
+                        Err(error) => panic!("tree {n} leaf {mid}/{leaf} slot {slot}: {error}"),
+                    };
+                    let lost = matches!(delivery, Delivery::InFlight);
+                    log.lock().unwrap().push(((n, mid, leaf, slot), delivery));
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if lost {
+                        return;
+                    }
+                }
+            });
+        }
+        let crash_at = total / 3 + rng.below(total / 3);
+        while done.load(Ordering::Relaxed) < crash_at {
+            thread::sleep(Duration::from_millis(1));
+        }
+        cluster.crash();
+    });
+    let log = log.into_inner().unwrap();
+    let in_flight = log
+        .iter()
+        .filter(|(_, delivery)| matches!(delivery, Delivery::InFlight))
+        .count();
+    assert!(
+        in_flight > 0,
+        "the crash interrupted no report; it came too late"
+    );
+
+    cluster.pg_ctl_start();
+    let mut admin = cluster.connect("app");
+    // What the workers were told, per leaf.
+    let mut acknowledged: BTreeMap<(usize, i32, i32), BTreeSet<i32>> = BTreeMap::new();
+    let mut sent: BTreeMap<(usize, i32, i32), BTreeSet<i32>> = BTreeMap::new();
+    let mut completers: BTreeMap<(usize, i32, i32), usize> = BTreeMap::new();
+    let mut maybe: BTreeSet<(usize, i32, i32)> = BTreeSet::new();
+    for ((n, mid, leaf, slot), delivery) in &log {
+        let key = (*n, *mid, *leaf);
+        sent.entry(key).or_default().insert(*slot);
+        match delivery {
+            Delivery::Acknowledged(status, results) => {
+                // A leaf's completion is handed to its parent (taken, its results freed), so a
+                // delivery that comes later learns `already_complete`, as after any take.
+                assert!(
+                    ["pending", "complete", "duplicate", "already_complete"]
+                        .contains(&status.as_str()),
+                    "tree {n} leaf {mid}/{leaf} slot {slot} answered {status}"
+                );
+                acknowledged.entry(key).or_default().insert(*slot);
+                if status == "complete" {
+                    let all: Vec<Value> = (0..leaf_slots(*leaf))
+                        .map(|slot| leaf_result(*n, *mid, *leaf, slot))
+                        .collect();
+                    assert_eq!(results.as_ref(), Some(&Value::Array(all)));
+                    *completers.entry(key).or_default() += 1;
+                }
+            }
+            Delivery::InFlight => {
+                maybe.insert(key);
+            }
+        }
+    }
+    let mut trees_done = 0;
+    let mut trees_partial = 0;
+    for n in 0..TREES {
+        let root = recovered(&mut admin, &root_id(n));
+        let mut mids_done = 0;
+        let mut leaves_in_tree = 0;
+        for mid in 0..FAN {
+            let middle = recovered(&mut admin, &mid_id(n, mid));
+            let mut leaves_done = 0;
+            for leaf in 0..FAN {
+                let key = (n, mid, leaf);
+                let bottom = recovered(&mut admin, &leaf_id(n, mid, leaf));
+                let what = format!("tree {n} leaf {mid}/{leaf}");
+                let mine = acknowledged.get(&key).cloned().unwrap_or_default();
+                match bottom.status.as_str() {
+                    "complete" => {
+                        leaves_done += 1;
+                        assert!(bottom.taken, "{what}: complete but not handed to its mid");
+                        assert!(bottom.rows.is_empty(), "{what}: handed over, results kept");
+                        let completions = completers.get(&key).copied().unwrap_or(0);
+                        assert!(completions <= 1, "{what}: completed twice");
+                        // A completing report can commit just before the SIGKILL without its
+                        // answer reaching the worker: then one of the leaf's reports was in
+                        // flight.
+                        assert!(
+                            completions == 1 || maybe.contains(&key),
+                            "{what}: complete, but no report of it answered complete or was \
+                             in flight"
+                        );
+                        // Its completion is in its mid (or, the mid done, in the root).
+                        if middle.status == "pending" {
+                            assert_eq!(
+                                middle.rows.get(&leaf),
+                                Some(&(leaf_up(n, mid, leaf), false)),
+                                "{what}: complete, but its mid does not hold it"
+                            );
+                        }
+                    }
+                    "pending" => {
+                        assert_eq!(completers.get(&key), None, "{what}: a completion was lost");
+                        assert_eq!(
+                            middle.status, "pending",
+                            "{what}: pending, but its mid is {}",
+                            middle.status
+                        );
+                        assert_eq!(
+                            middle.rows.get(&leaf),
+                            None,
+                            "{what}: pending, but its mid holds a report of it"
+                        );
+                        let slots: BTreeSet<i32> = bottom.rows.keys().copied().collect();
+                        for slot in &slots {
+                            assert_eq!(
+                                bottom.rows[slot],
+                                (leaf_result(n, mid, leaf, *slot), false),
+                                "{what}: slot {slot}"
+                            );
+                        }
+                        let lost: Vec<&i32> = mine.difference(&slots).collect();
+                        assert!(
+                            lost.is_empty(),
+                            "{what}: acknowledged slots {lost:?} were lost"
+                        );
+                        let never = sent.get(&key).cloned().unwrap_or_default();
+                        assert!(
+                            slots.is_subset(&never),
+                            "{what}: slots never sent are stored"
+                        );
+                    }
+                    other => panic!("{what} is {other}"),
+                }
+            }
+            leaves_in_tree += leaves_done;
+            let what = format!("tree {n} mid {mid}");
+            match middle.status.as_str() {
+                "complete" => {
+                    mids_done += 1;
+                    assert_eq!(leaves_done, FAN, "{what}: complete with leaves pending");
+                    assert!(middle.taken, "{what}: complete but not handed to the root");
+                    if root.status == "pending" {
+                        assert_eq!(
+                            root.rows.get(&mid),
+                            Some(&(mid_up(n, mid), false)),
+                            "{what}: complete, but the root does not hold it"
+                        );
+                    }
+                }
+                "pending" => {
+                    assert!(
+                        leaves_done < FAN,
+                        "{what}: every leaf done, the mid pending"
+                    );
+                    assert_eq!(
+                        middle.rows.len(),
+                        leaves_done as usize,
+                        "{what}: holds reports of leaves that are not done"
+                    );
+                    assert_eq!(root.status, "pending", "{what}: pending, the root done");
+                    assert_eq!(root.rows.get(&mid), None, "{what}: pending, in the root");
+                }
+                other => panic!("{what} is {other}"),
+            }
+        }
+        match root.status.as_str() {
+            "complete" => {
+                assert_eq!(
+                    mids_done, FAN,
+                    "tree {n}: the root is complete, a mid is not"
+                );
+                assert!(!root.taken, "tree {n}: the root was handed out");
+                let results: Option<String> = admin
+                    .query_one("SELECT barrier_results($1)::text", &[&root_id(n)])
+                    .unwrap()
+                    .get(0);
+                let results: Value = serde_json::from_str(&results.unwrap()).unwrap();
+                assert_eq!(results, root_results(n), "tree {n}");
+                trees_done += 1;
+            }
+            "pending" => {
+                assert!(
+                    mids_done < FAN,
+                    "tree {n}: every mid done, the root pending"
+                );
+                assert_eq!(
+                    root.rows.len(),
+                    mids_done as usize,
+                    "tree {n}: the root's rows"
+                );
+                trees_partial += usize::from(leaves_in_tree > 0);
+            }
+            other => panic!("tree {n}: the root is {other}"),
+        }
+    }
+    assert!(trees_done > 0, "no tree completed before the crash");
+
+    // The leaves are delivered again: every leaf completes once in all, every tree completes.
+    let mut client = cluster.connect("app");
+    for n in 0..TREES {
+        for mid in 0..FAN {
+            for leaf in 0..FAN {
+                let key = (n, mid, leaf);
+                let was_complete = stored(&mut client, &leaf_id(n, mid, leaf)).0 == "complete";
+                let mut completions = usize::from(was_complete);
+                for slot in 0..leaf_slots(leaf) {
+                    let result = leaf_result(n, mid, leaf, slot);
+                    let answer = decr(
+                        &mut client,
+                        &leaf_id(n, mid, leaf),
+                        Some(&result),
+                        Some(slot),
+                    )
+                    .unwrap();
+                    match answer.status.as_str() {
+                        "complete" => completions += 1,
+                        "pending" | "duplicate" | "already_complete" => {}
+                        other => panic!("tree {n} leaf {mid}/{leaf} slot {slot}: {other}"),
+                    }
+                }
+                assert_eq!(completions, 1, "tree {n} leaf {mid}/{leaf}: {key:?}");
+            }
+        }
+    }
+    let mut claimed: BTreeMap<String, Value> = BTreeMap::new();
+    loop {
+        let batch = claim(&mut client, "crash_tree", 1000).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for (id, handed) in batch {
+            assert_eq!(handed.status, "complete", "{id}");
+            assert!(claimed.insert(id, handed.results).is_none());
+        }
+    }
+    assert_eq!(claimed.len(), TREES, "only the roots are left to claim");
+    for n in 0..TREES {
+        assert_eq!(claimed.get(&root_id(n)), Some(&root_results(n)), "tree {n}");
+    }
+    assert_storage_whole(&mut admin);
+    cluster.assert_log_clean();
+    eprintln!(
+        "crash-trees: {total} deliveries planned, {} made and {in_flight} in flight at the \
+         SIGKILL; {trees_done} trees complete and {trees_partial} part way after recovery, \
+         each whole",
+        log.len() - in_flight
+    );
 }

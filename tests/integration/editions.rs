@@ -59,7 +59,7 @@ fn both_editions_have_the_same_public_signatures() {
         .batch_execute(&format!("CREATE EXTENSION pg_barrier VERSION '{}'", sql()))
         .unwrap();
     let (rust, sql_edition) = (signatures(&mut rust), signatures(&mut sql_edition));
-    assert_eq!(rust.len(), 10, "{rust:#?}");
+    assert_eq!(rust.len(), 12, "{rust:#?}");
     let only_rust: Vec<_> = rust.iter().filter(|s| !sql_edition.contains(s)).collect();
     let only_sql: Vec<_> = sql_edition.iter().filter(|s| !rust.contains(s)).collect();
     assert!(
@@ -89,7 +89,7 @@ fn switching_editions_in_place_keeps_barriers_in_flight() {
         client
             .query_one(
                 "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-                  WHERE p.oid = 'barrier_decr(text, jsonb, integer)'::regprocedure",
+                  WHERE p.oid = 'barrier_decr(text, jsonb, integer, boolean)'::regprocedure",
                 &[],
             )
             .unwrap()
@@ -379,7 +379,7 @@ fn each_run_tests_the_target_it_names() {
     let language: String = client
         .query_one(
             "SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-              WHERE p.oid = 'barrier_decr(text, jsonb, integer)'::regprocedure",
+              WHERE p.oid = 'barrier_decr(text, jsonb, integer, boolean)'::regprocedure",
             &[],
         )
         .unwrap()

@@ -28,6 +28,10 @@ const DUPLICATE: &str = "42710";
 const WRONG_STATE: &str = "55000";
 const UNDEFINED: &str = "42704";
 const NOT_OWNER: &str = "42501";
+/// The most slots of a quorum or a delivering expiry (docs/shapes.md).
+const MAX_PADDED_SLOTS: i32 = 10_000_000;
+/// A barrier enqueued as its own ancestor (docs/shapes.md).
+const INVALID_RECURSION: &str = "42P19";
 
 // SQLSTATEs of PostgreSQL's own input functions, raised while an argument's text is converted,
 // before pg_barrier is called.
@@ -51,7 +55,9 @@ const DATETIME_OVERFLOW: &str = "22008";
 /// Every SQLSTATE a call may fail with because of its arguments or the barrier's state: the
 /// table of errors in docs/api.md (a NULL, a value out of its domain, a text over its limit, a
 /// live barrier with other arguments, a jsonb over `max_result_bytes`, a finished or unknown
-/// barrier given to `barrier_add`, another role's barrier).
+/// barrier given to `barrier_add`, another role's barrier), and those of docs/shapes.md (a
+/// parent that would make the barrier its own ancestor; nesting too deep cannot happen among
+/// the fuzz's few ids).
 const DOCUMENTED: &[&str] = &[
     NULL_VALUE,
     INVALID,
@@ -61,6 +67,7 @@ const DOCUMENTED: &[&str] = &[
     WRONG_STATE,
     UNDEFINED,
     NOT_OWNER,
+    INVALID_RECURSION,
 ];
 
 /// SQLSTATEs of PostgreSQL's input functions, raised before pg_barrier runs. The fuzz accepts
@@ -85,11 +92,22 @@ fn is_forbidden(code: &str) -> bool {
 // The calls. Positional parameters with explicit types; a text parameter is cast where the
 // function takes jsonb or interval. Each returns its first column as text.
 const ENQUEUE: &str = "SELECT barrier_enqueue($1::text, $2::int4, $3::text::jsonb, \
-     $4::text::interval, $5::text, $6::bool, $7::text::interval)";
+     $4::text::interval, $5::text, $6::bool, $7::text::interval, $8::int4, $9::int4, $10::bool, \
+     $11::text, $12::text, $13::int4)";
 const ENQUEUE_STORED: &str = "SELECT barrier_enqueue($1::text, $2::int4, \
      (SELECT j FROM inputs_compressed), channel => $3::text)";
 const DECR: &str = "SELECT status || ' ' || coalesce(remaining::text, 'null') \
      FROM barrier_decr($1::text, $2::text::jsonb, $3::int4)";
+const DECR_FAILED: &str = "SELECT status || ' ' || coalesce(remaining::text, 'null') \
+     FROM barrier_decr($1::text, $2::text::jsonb, $3::int4, $4::bool)";
+const SEAL: &str = "SELECT status || ' ' || coalesce(remaining::text, 'null') \
+     FROM barrier_seal($1::text)";
+const PENDING_SLOTS: &str = "SELECT slot::text FROM barrier_pending_slots($1::text)";
+const PENDING_SLOTS_PAGE: &str =
+    "SELECT slot::text FROM barrier_pending_slots($1::text, $2::int4, $3::int4)";
+/// The shape as `barrier_status` shows it: failures held, sealed, quorum.
+const STATUS_SHAPE: &str = "SELECT concat_ws(' ', status, failed, sealed, \
+     coalesce(need::text, 'no-need')) FROM barrier_status($1::text)";
 const DECR_STORED: &str = "SELECT status || ' ' || coalesce(remaining::text, 'null') \
      FROM barrier_decr($1::text, (SELECT j FROM inputs_compressed), $2::int4)";
 const ABORT: &str = "SELECT barrier_abort($1::text, $2::text)";
@@ -114,7 +132,8 @@ const SET_CHANNEL: &str = "SELECT set_config('pg_barrier.channel', $1::text, fal
 
 /// A fingerprint of every state row whose id starts with `$1`, and whether one of those barriers
 /// is pending and due (or nearly) for the background sweeper, which may then change it at any
-/// moment.
+/// moment; or one of the fuzz's nested barriers is, whose expiry reports into its parent,
+/// whatever the parent's id.
 const DIGEST: &str = "
 SELECT (SELECT md5(coalesce(string_agg(b::text, '|' ORDER BY b::text), ''))
           FROM barrier_internal.barrier b WHERE starts_with(b.id, $1::text))
@@ -124,7 +143,9 @@ SELECT (SELECT md5(coalesce(string_agg(b::text, '|' ORDER BY b::text), ''))
           FROM barrier_internal.result r WHERE starts_with(r.barrier_id, $1::text)),
        EXISTS (SELECT FROM barrier_internal.barrier b
                  JOIN barrier_internal.barrier_spec s ON s.id = b.id
-                WHERE starts_with(b.id, $1::text) AND b.status = 'pending'
+                WHERE (starts_with(b.id, $1::text)
+                       OR (s.parent IS NOT NULL AND starts_with(b.id, 'fuzz:')))
+                  AND b.status = 'pending'
                   AND (b.expires_at < statement_timestamp() + interval '5 seconds'
                        OR b.progress_at + s.stall_timeout
                           < statement_timestamp() + interval '5 seconds'))";
@@ -204,6 +225,12 @@ impl IntoArg for String {
 impl IntoArg for i32 {
     fn into_arg(self) -> Arg {
         Arg::Int(Some(self))
+    }
+}
+
+impl IntoArg for Option<i32> {
+    fn into_arg(self) -> Arg {
+        Arg::Int(self)
     }
 }
 
@@ -428,7 +455,7 @@ macro_rules! setters {
     };
 }
 
-/// `barrier_enqueue`'s seven arguments, positionally; `new` makes a valid call.
+/// `barrier_enqueue`'s thirteen arguments, positionally; `new` makes a valid call.
 struct Enqueue {
     id: Arg,
     expected: Arg,
@@ -437,6 +464,12 @@ struct Enqueue {
     channel: Arg,
     replace: Arg,
     stall_timeout: Arg,
+    max_failures: Arg,
+    need: Arg,
+    sealed: Arg,
+    on_expiry: Arg,
+    parent: Arg,
+    parent_slot: Arg,
 }
 
 impl Enqueue {
@@ -449,10 +482,35 @@ impl Enqueue {
             channel: CHANNEL.into_arg(),
             replace: false.into_arg(),
             stall_timeout: NULL_TEXT,
+            max_failures: NULL_INT,
+            need: NULL_INT,
+            sealed: true.into_arg(),
+            on_expiry: "discard".into_arg(),
+            parent: NULL_TEXT,
+            parent_slot: NULL_INT,
         }
     }
 
-    setters!(id, expected, callback, ttl, channel, replace, stall_timeout);
+    setters!(
+        id,
+        expected,
+        callback,
+        ttl,
+        channel,
+        replace,
+        stall_timeout,
+        max_failures,
+        need,
+        sealed,
+        on_expiry,
+        parent,
+        parent_slot
+    );
+
+    /// A child reporting into `slot` of `parent`.
+    fn nested(self, parent: impl IntoArg, slot: i32) -> Self {
+        self.parent(parent).parent_slot(slot)
+    }
 
     fn args(self) -> Vec<Arg> {
         vec![
@@ -463,6 +521,12 @@ impl Enqueue {
             self.channel,
             self.replace,
             self.stall_timeout,
+            self.max_failures,
+            self.need,
+            self.sealed,
+            self.on_expiry,
+            self.parent,
+            self.parent_slot,
         ]
     }
 }
@@ -585,6 +649,7 @@ fn table(sizes: &Sizes, server_version: i32) -> Vec<Case> {
     abort_values(&mut cases);
     add_values(&mut cases);
     readers(&mut cases, sizes);
+    shape_values(&mut cases);
     cases
 }
 
@@ -705,9 +770,15 @@ fn id_functions() -> Vec<(&'static str, Vec<Arg>)> {
     vec![
         (
             ENQUEUE,
-            args![1, NULL_TEXT, NULL_TEXT, CHANNEL, false, NULL_TEXT],
+            args![
+                1, NULL_TEXT, NULL_TEXT, CHANNEL, false, NULL_TEXT, NULL_INT, NULL_INT, true,
+                "discard", NULL_TEXT, NULL_INT
+            ],
         ),
         (DECR, args![NULL_TEXT, NULL_INT]),
+        (DECR_FAILED, args![NULL_TEXT, NULL_INT, true]),
+        (SEAL, args![]),
+        (PENDING_SLOTS, args![]),
         (ABORT, args![NULL_TEXT]),
         (ADD, args![1]),
         (STATUS, args![]),
@@ -1539,6 +1610,374 @@ fn readers(cases: &mut Vec<Case>, sizes: &Sizes) {
     }
 }
 
+/// The arguments of docs/shapes.md: `max_failures`, `need`, `sealed`, `on_expiry`, `parent`
+/// and `parent_slot` at enqueue, in the order they are checked, then against the parent's
+/// state; `failed` at report; `barrier_seal` and `barrier_pending_slots` on barriers in every
+/// state.
+fn shape_values(cases: &mut Vec<Case>) {
+    let fresh = || Enqueue::new(FRESH, 2);
+    let parent_513 = id_of_bytes('x', 513);
+    let parent_513_wide = id_of_bytes('\u{20AC}', 513);
+    for (label, call, code) in [
+        ("sealed NULL", fresh().sealed(NULL_BOOL), NULL_VALUE),
+        ("on_expiry NULL", fresh().on_expiry(NULL_TEXT), NULL_VALUE),
+        ("max_failures -1", fresh().max_failures(-1), INVALID),
+        (
+            "max_failures i32::MIN",
+            fresh().max_failures(i32::MIN),
+            INVALID,
+        ),
+        ("need 0", fresh().need(0), INVALID),
+        ("need -1", fresh().need(-1), INVALID),
+        ("need i32::MIN", fresh().need(i32::MIN), INVALID),
+        ("need over expected, sealed", fresh().need(3), INVALID),
+        (
+            "need i32::MAX, sealed",
+            fresh().need(i32::MAX).sealed(true),
+            INVALID,
+        ),
+        (
+            "need 1 of expected 0, sealed",
+            Enqueue::new(FRESH, 0).need(1),
+            INVALID,
+        ),
+        (
+            "a quorum of 10,000,001 slots",
+            Enqueue::new(FRESH, MAX_PADDED_SLOTS + 1).need(1),
+            TOO_LARGE,
+        ),
+        (
+            "a delivering expiry of 10,000,001 slots",
+            Enqueue::new(FRESH, MAX_PADDED_SLOTS + 1).on_expiry("deliver"),
+            TOO_LARGE,
+        ),
+        ("on_expiry 'Deliver'", fresh().on_expiry("Deliver"), INVALID),
+        ("on_expiry ''", fresh().on_expiry(""), INVALID),
+        (
+            "on_expiry 'deliver '",
+            fresh().on_expiry("deliver "),
+            INVALID,
+        ),
+        ("on_expiry 'keep'", fresh().on_expiry("keep"), INVALID),
+        (
+            "on_expiry with a NUL: not text",
+            fresh().on_expiry("deliver\0"),
+            BAD_ENCODING,
+        ),
+        ("parent empty", fresh().nested("", 0), INVALID),
+        (
+            "parent of 513 bytes",
+            fresh().nested(parent_513.as_str(), 0),
+            TOO_LONG,
+        ),
+        (
+            "parent of 513 bytes in 3-byte characters",
+            fresh().nested(parent_513_wide.as_str(), 0),
+            TOO_LONG,
+        ),
+        (
+            "parent with a NUL: not text",
+            fresh().nested("inputs:nul\0parent", 0),
+            BAD_ENCODING,
+        ),
+        ("parent_slot -1", fresh().nested(SLOTTED, -1), INVALID),
+        (
+            "parent_slot i32::MIN",
+            fresh().nested(SLOTTED, i32::MIN),
+            INVALID,
+        ),
+        (
+            "parent without parent_slot",
+            fresh().parent(SLOTTED),
+            INVALID,
+        ),
+        (
+            "parent_slot without parent",
+            fresh().parent_slot(0),
+            INVALID,
+        ),
+        // The first refused argument, in the documented order, decides.
+        (
+            "expected NULL, need 0",
+            fresh().expected(NULL_INT).need(0),
+            NULL_VALUE,
+        ),
+        (
+            "need 0, sealed NULL",
+            fresh().need(0).sealed(NULL_BOOL),
+            INVALID,
+        ),
+        (
+            "sealed NULL, need over expected",
+            fresh().need(3).sealed(NULL_BOOL),
+            NULL_VALUE,
+        ),
+        (
+            "on_expiry NULL, parent empty",
+            fresh().on_expiry(NULL_TEXT).nested("", 0),
+            NULL_VALUE,
+        ),
+        (
+            "parent of 513 bytes, parent_slot -1",
+            fresh().nested(parent_513.as_str(), -1),
+            TOO_LONG,
+        ),
+        // Then the parent, under its lock.
+        ("parent unknown", fresh().nested(UNKNOWN, 0), UNDEFINED),
+        (
+            "parent is the id",
+            fresh().nested(FRESH, 0),
+            INVALID_RECURSION,
+        ),
+        ("parent complete", fresh().nested(COMPLETE, 0), WRONG_STATE),
+        ("parent aborted", fresh().nested(ABORTED, 0), WRONG_STATE),
+        ("parent expired", fresh().nested(EXPIRED, 1), WRONG_STATE),
+        (
+            "parent counted without slots",
+            fresh().nested(UNSLOTTED, 0),
+            INVALID,
+        ),
+        (
+            "parent_slot = the parent's expected",
+            fresh().nested(SLOTTED, 3),
+            INVALID,
+        ),
+        (
+            "parent_slot i32::MAX",
+            fresh().nested(SLOTTED, i32::MAX),
+            INVALID,
+        ),
+        (
+            "a parent slot that reported",
+            fresh().nested(SLOTTED, 0),
+            DUPLICATE,
+        ),
+        (
+            "another role's parent",
+            fresh().nested(FOREIGN, 0),
+            NOT_OWNER,
+        ),
+    ] {
+        cases.push(enqueue(label, call, fails(code)));
+    }
+    cases.push(
+        enqueue(
+            "another role's parent, as another role",
+            fresh().nested(FOREIGN, 0),
+            fails(NOT_OWNER),
+        )
+        .by_stranger(),
+    );
+
+    // Accepted shapes, as stored.
+    for (label, id, call, shown) in [
+        (
+            "max_failures 0",
+            "inputs:shape:fail-fast",
+            Enqueue::new("inputs:shape:fail-fast", 2).max_failures(0),
+            "pending 0 t no-need",
+        ),
+        (
+            "max_failures i32::MAX",
+            "inputs:shape:tolerant",
+            Enqueue::new("inputs:shape:tolerant", 2).max_failures(i32::MAX),
+            "pending 0 t no-need",
+        ),
+        (
+            "need = expected",
+            "inputs:shape:all",
+            Enqueue::new("inputs:shape:all", 2).need(2),
+            "pending 0 t 2",
+        ),
+        (
+            "need over expected, open",
+            "inputs:shape:open",
+            Enqueue::new("inputs:shape:open", 1).need(5).sealed(false),
+            "pending 0 f 5",
+        ),
+        (
+            "expected 0, open: pending",
+            "inputs:shape:empty",
+            Enqueue::new("inputs:shape:empty", 0).sealed(false),
+            "pending 0 f no-need",
+        ),
+        (
+            "on_expiry 'deliver'",
+            "inputs:shape:deliver",
+            Enqueue::new("inputs:shape:deliver", 2).on_expiry("deliver"),
+            "pending 0 t no-need",
+        ),
+        (
+            "a parent and its slot",
+            "inputs:shape:child",
+            Enqueue::new("inputs:shape:child", 2).nested("inputs:shape:all", 1),
+            "pending 0 t no-need",
+        ),
+    ] {
+        cases.push(enqueue(label, call, row("pending")));
+        cases.push(case(label, STATUS_SHAPE, args![id], row(shown)));
+    }
+    let child = || Enqueue::new("inputs:shape:child", 2).nested("inputs:shape:all", 1);
+    cases.push(enqueue("the same child again", child(), row("pending")));
+    cases.push(enqueue(
+        "a second child for a claimed slot",
+        Enqueue::new("inputs:shape:rival", 1).nested("inputs:shape:all", 1),
+        fails(DUPLICATE),
+    ));
+    cases.push(enqueue(
+        "the child, other max_failures",
+        child().max_failures(1),
+        fails(DUPLICATE),
+    ));
+    cases.push(enqueue(
+        "the child, another parent slot",
+        child().nested("inputs:shape:all", 0),
+        fails(DUPLICATE),
+    ));
+    cases.push(enqueue(
+        "the child, sealed => false: not compared",
+        child().sealed(false),
+        row("pending"),
+    ));
+    cases.push(case(
+        "the child is still sealed",
+        STATUS_SHAPE,
+        args!["inputs:shape:child"],
+        row("pending 0 t no-need"),
+    ));
+
+    // failed
+    let report = |id: &str, slot: i32, failed: Arg| args![id, NULL_TEXT, slot, failed];
+    cases.push(case(
+        "failed NULL",
+        DECR_FAILED,
+        report("inputs:shape:tolerant", 0, NULL_BOOL),
+        fails(NULL_VALUE),
+    ));
+    cases.push(case(
+        "failed NULL, slot -1",
+        DECR_FAILED,
+        report("inputs:shape:tolerant", -1, NULL_BOOL),
+        fails(INVALID),
+    ));
+    for (label, slot, failed, answer) in [
+        ("a failure", 0, true, "pending 1"),
+        ("the same slot failing again", 0, true, "duplicate 1"),
+        ("its retry succeeding: re-armed", 0, false, "pending 1"),
+        ("the retried slot again", 0, true, "duplicate 1"),
+    ] {
+        cases.push(case(
+            label,
+            DECR_FAILED,
+            report("inputs:shape:tolerant", slot, failed.into_arg()),
+            row(answer),
+        ));
+    }
+    cases.push(case(
+        "failures held after a re-arm",
+        STATUS_SHAPE,
+        args!["inputs:shape:tolerant"],
+        row("pending 0 t no-need"),
+    ));
+    cases.push(case(
+        "a failure, max_failures 0: aborted",
+        DECR_FAILED,
+        report("inputs:shape:fail-fast", 1, true.into_arg()),
+        row("aborted 1"),
+    ));
+    cases.push(case(
+        "a failure into a taken barrier",
+        DECR_FAILED,
+        report(COMPLETE, 0, true.into_arg()),
+        row("already_complete 0"),
+    ));
+
+    // barrier_seal and barrier_pending_slots in every state.
+    for sql in [SEAL, PENDING_SLOTS] {
+        cases.push(case("id NULL", sql, args![NULL_TEXT], fails(NULL_VALUE)));
+    }
+    for (label, max_rows, after, code) in [
+        ("max_rows NULL", None, None, NULL_VALUE),
+        ("max_rows 0", Some(0), None, INVALID),
+        ("max_rows -1", Some(-1), None, INVALID),
+        ("after -1", Some(10), Some(-1), INVALID),
+        ("after i32::MIN", Some(10), Some(i32::MIN), INVALID),
+    ] {
+        cases.push(case(
+            label,
+            PENDING_SLOTS_PAGE,
+            args![SLOTTED, max_rows, after],
+            fails(code),
+        ));
+    }
+    for (label, id, code) in [
+        ("complete barrier", COMPLETE, WRONG_STATE),
+        ("aborted barrier", ABORTED, WRONG_STATE),
+        ("expired barrier", EXPIRED, WRONG_STATE),
+        (
+            "aborted by its policy",
+            "inputs:shape:fail-fast",
+            WRONG_STATE,
+        ),
+        ("unknown barrier", UNKNOWN, UNDEFINED),
+    ] {
+        cases.push(case(label, SEAL, args![id], fails(code)));
+    }
+    cases.push(
+        case(
+            "another role's barrier",
+            SEAL,
+            args![FOREIGN],
+            fails(NOT_OWNER),
+        )
+        .by_stranger(),
+    );
+    cases.push(case(
+        "a sealed pending barrier",
+        SEAL,
+        args![SLOTTED],
+        row("pending 1"),
+    ));
+    cases.push(case(
+        "an open barrier that cannot reach its quorum: aborted",
+        SEAL,
+        args!["inputs:shape:open"],
+        row("aborted 1"),
+    ));
+    cases.push(case(
+        "an empty open barrier: complete",
+        SEAL,
+        args!["inputs:shape:empty"],
+        row("complete 0"),
+    ));
+    cases.push(case(
+        "a sealed empty barrier",
+        SEAL,
+        args!["inputs:shape:empty"],
+        fails(WRONG_STATE),
+    ));
+    let slots = |slots: &[&str]| Expect::Rows(slots.iter().map(|s| Some(s.to_string())).collect());
+    for (label, id, expect) in [
+        ("pending barrier", SLOTTED, slots(&["2"])),
+        ("fresh barrier", "inputs:shape:all", slots(&["0", "1"])),
+        ("complete barrier", COMPLETE, no_row()),
+        ("aborted barrier", ABORTED, no_row()),
+        ("expired barrier", EXPIRED, no_row()),
+        ("unknown barrier", UNKNOWN, fails(UNDEFINED)),
+    ] {
+        cases.push(case(label, PENDING_SLOTS, args![id], expect));
+    }
+    cases.push(
+        case(
+            "another role's barrier",
+            PENDING_SLOTS,
+            args![FOREIGN],
+            fails(NOT_OWNER),
+        )
+        .by_stranger(),
+    );
+}
+
 /// Runs a case's setup, then its call.
 fn setup_and_query(
     client: &mut impl GenericClient,
@@ -1698,7 +2137,10 @@ const DECR_ANSWERS: &[&str] = &[
     "aborted",
     "expired",
     "unknown",
+    "complete_with_failures",
 ];
+/// What `barrier_seal` may answer (docs/shapes.md).
+const SEAL_ANSWERS: &[&str] = &["pending", "complete", "complete_with_failures", "aborted"];
 const ABORT_ANSWERS: &[&str] = &[
     "aborted",
     "already_aborted",
@@ -1706,7 +2148,13 @@ const ABORT_ANSWERS: &[&str] = &[
     "expired",
     "unknown",
 ];
-const STATUSES: &[&str] = &["pending", "complete", "aborted", "expired"];
+const STATUSES: &[&str] = &[
+    "pending",
+    "complete",
+    "complete_with_failures",
+    "aborted",
+    "expired",
+];
 
 /// Characters that break quoting, escaping, LIKE patterns or rendering.
 const ODD_CHARS: &[char] = &[
@@ -1804,6 +2252,8 @@ struct Call {
     args: Vec<Arg>,
     /// The barrier the call names, if it is a valid id: checked after the call.
     id: Option<String>,
+    /// Whether an enqueue names a parent, whose state may refuse it.
+    nested: bool,
     /// Why docs/api.md says this call must be refused, with the SQLSTATE each reason gives.
     refusals: Vec<Refusal>,
     /// SQLSTATEs the call may get without the draw knowing it must: an argument of random text
@@ -2111,6 +2561,98 @@ impl Draw<'_> {
         Arg::Text(reason)
     }
 
+    /// An optional count (`max_failures`, `need`): mostly NULL (the default), else an integer,
+    /// refused below `minimum`.
+    fn optional_count(&mut self, argument: &str, minimum: i32) -> Option<i32> {
+        let value = if self.percent(70) { None } else { self.int() };
+        if value.is_some_and(|count| count < minimum) {
+            self.refuse(format!("{argument} is below {minimum}"), INVALID);
+        }
+        value
+    }
+
+    /// `sealed`: mostly true, sometimes false; NULL is refused.
+    fn sealed(&mut self) -> Option<bool> {
+        let sealed = match self.rng.below(10) {
+            0 => None,
+            1 | 2 => Some(false),
+            _ => Some(true),
+        };
+        if sealed.is_none() {
+            self.refuse("sealed is NULL", NULL_VALUE);
+        }
+        sealed
+    }
+
+    /// `on_expiry`: 'discard' or 'deliver', else NULL or random text, refused.
+    fn on_expiry(&mut self) -> Arg {
+        let policy = match self.rng.below(20) {
+            0 => None,
+            1 => Some(self.text(8, true)),
+            2..=6 => Some("deliver".to_string()),
+            _ => Some("discard".to_string()),
+        };
+        match policy.as_deref() {
+            None => self.refuse("on_expiry is NULL", NULL_VALUE),
+            Some(text) if text.contains('\0') => {
+                self.refuse("on_expiry contains NUL", BAD_ENCODING)
+            }
+            Some("discard" | "deliver") => {}
+            Some(_) => self.refuse("on_expiry is neither 'discard' nor 'deliver'", INVALID),
+        }
+        Arg::Text(policy)
+    }
+
+    /// `parent` and `parent_slot`: mostly neither; else an id (mostly from the pool, so that
+    /// barriers nest) and a slot; sometimes only one of the two. Also returns whether the pair
+    /// names a parent.
+    fn parent(&mut self, pool: &[String]) -> (Arg, Arg, bool) {
+        if self.percent(70) {
+            return (NULL_TEXT, NULL_INT, false);
+        }
+        let parent = match self.rng.below(20) {
+            0 => None,
+            1 => Some(String::new()),
+            2 => Some(format!("{FUZZ_PREFIX}{}", "y".repeat(600))),
+            3 => Some(format!("{FUZZ_PREFIX}{}", self.text(12, true))),
+            _ => Some(pool[self.rng.below(pool.len())].clone()),
+        };
+        let slot = if self.percent(5) {
+            None
+        } else {
+            Some(self.rng.below(4) as i32 - i32::from(self.percent(5)))
+        };
+        match parent.as_deref() {
+            Some("") => self.refuse("parent is empty", INVALID),
+            Some(parent) if parent.len() > 512 => self.refuse("parent is over 512 bytes", TOO_LONG),
+            Some(parent) if parent.contains('\0') => {
+                self.refuse("parent contains NUL", BAD_ENCODING)
+            }
+            _ => {}
+        }
+        if slot.is_some_and(|slot| slot < 0) {
+            self.refuse("parent_slot is negative", INVALID);
+        }
+        if parent.is_some() != slot.is_some() {
+            self.refuse("parent and parent_slot go together", INVALID);
+        }
+        let named = parent.is_some();
+        (Arg::Text(parent), Arg::Int(slot), named)
+    }
+
+    /// `failed`: mostly false, sometimes true; NULL is refused.
+    fn failed(&mut self) -> Arg {
+        let failed = match self.rng.below(20) {
+            0 => None,
+            1..=4 => Some(true),
+            _ => Some(false),
+        };
+        if failed.is_none() {
+            self.refuse("failed is NULL", NULL_VALUE);
+        }
+        Arg::Bool(failed)
+    }
+
     /// `replace`: mostly false; NULL is refused.
     fn replace(&mut self) -> Arg {
         let replace = match self.rng.below(10) {
@@ -2132,10 +2674,11 @@ fn random_call(rng: &mut Rng, pool: &[String], string_overhead: usize) -> Call {
         refusals: Vec::new(),
         maybe: Vec::new(),
     };
-    let (function, sql, args, id) = match draw.rng.below(16) {
+    let mut nested = false;
+    let (function, sql, args, id) = match draw.rng.below(18) {
         0..=2 => {
             let (id_arg, id) = draw.id(pool);
-            let args = vec![
+            let mut args = vec![
                 id_arg,
                 draw.count("expected", 0),
                 draw.json(string_overhead),
@@ -2144,12 +2687,45 @@ fn random_call(rng: &mut Rng, pool: &[String], string_overhead: usize) -> Call {
                 draw.replace(),
                 draw.interval("stall_timeout"),
             ];
+            let max_failures = draw.optional_count("max_failures", 0);
+            let need = draw.optional_count("need", 1);
+            let sealed = draw.sealed();
+            if let (Arg::Int(Some(expected)), Some(need), Some(true)) = (&args[1], need, sealed) {
+                if need > *expected {
+                    draw.refuse("need is over expected on a sealed barrier", INVALID);
+                }
+            }
+            let on_expiry = draw.on_expiry();
+            let delivers = matches!(&on_expiry, Arg::Text(Some(policy)) if policy == "deliver");
+            if let Arg::Int(Some(expected)) = &args[1] {
+                if *expected > MAX_PADDED_SLOTS && (need.is_some() || delivers) {
+                    draw.refuse(
+                        "a quorum or a delivering expiry over 10,000,000 slots",
+                        TOO_LARGE,
+                    );
+                }
+            }
+            let (parent, parent_slot, named) = draw.parent(pool);
+            nested = named;
+            args.extend([
+                Arg::Int(max_failures),
+                Arg::Int(need),
+                Arg::Bool(sealed),
+                on_expiry,
+                parent,
+                parent_slot,
+            ]);
             ("barrier_enqueue", ENQUEUE, args, id)
         }
         3..=6 => {
             let (id_arg, id) = draw.id(pool);
-            let args = vec![id_arg, draw.json(string_overhead), draw.slot()];
-            ("barrier_decr", DECR, args, id)
+            let args = vec![
+                id_arg,
+                draw.json(string_overhead),
+                draw.slot(),
+                draw.failed(),
+            ];
+            ("barrier_decr", DECR_FAILED, args, id)
         }
         7 => {
             let (id_arg, id) = draw.id(pool);
@@ -2182,13 +2758,22 @@ fn random_call(rng: &mut Rng, pool: &[String], string_overhead: usize) -> Call {
             None,
         ),
         14 => ("barrier_stats", STATS, Vec::new(), None),
-        _ => ("set_config", SET_CHANNEL, vec![draw.filter()], None),
+        15 => ("set_config", SET_CHANNEL, vec![draw.filter()], None),
+        16 => {
+            let (id_arg, id) = draw.id(pool);
+            ("barrier_seal", SEAL, vec![id_arg], id)
+        }
+        _ => {
+            let (id_arg, id) = draw.id(pool);
+            ("barrier_pending_slots", PENDING_SLOTS, vec![id_arg], id)
+        }
     };
     Call {
         function,
         sql,
         args,
         id,
+        nested,
         refusals: draw.refusals,
         maybe: draw.maybe,
     }
@@ -2235,13 +2820,40 @@ fn check_answer(what: &str, call: &Call, rows: &[Row]) {
                 .unwrap_or_else(|| panic!("{what}: answered {answer}"));
             assert!(DECR_ANSWERS.contains(&status), "{what}: answered {answer}");
             let count = remaining.parse::<i32>();
+            // A quorum completes with reports still to come, and an open barrier waits with
+            // none (check_barrier holds each to its shape).
             let consistent = match status {
-                "complete" => remaining == "0",
-                "pending" => count.is_ok_and(|count| count > 0),
                 "unknown" => remaining == "null",
                 _ => count.is_ok_and(|count| count >= 0),
             };
             assert!(consistent, "{what}: answered {answer}");
+        }
+        "barrier_seal" => {
+            let answer = only();
+            let (status, remaining) = answer
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{what}: answered {answer}"));
+            assert!(SEAL_ANSWERS.contains(&status), "{what}: answered {answer}");
+            let count = remaining.parse::<i32>();
+            assert!(
+                count.is_ok_and(|count| count >= 0),
+                "{what}: answered {answer}"
+            );
+        }
+        "barrier_pending_slots" => {
+            let slots: Vec<i32> = values
+                .iter()
+                .map(|slot| {
+                    slot.as_deref()
+                        .and_then(|slot| slot.parse().ok())
+                        .unwrap_or_else(|| panic!("{what}: answered {values:?}"))
+                })
+                .collect();
+            let ascending = slots.windows(2).all(|pair| pair[0] < pair[1]);
+            assert!(
+                ascending && slots.iter().all(|slot| *slot >= 0),
+                "{what}: answered {slots:?}"
+            );
         }
         "barrier_abort" => {
             let answer = only();
@@ -2278,24 +2890,52 @@ fn check_answer(what: &str, call: &Call, rows: &[Row]) {
 fn check_barrier(admin: &mut Client, id: &str, what: &str) {
     let reported = admin
         .query_opt(
-            "SELECT status, expected, remaining FROM barrier_status($1::text)",
+            "SELECT status, expected, remaining, failed, sealed, need
+               FROM barrier_status($1::text)",
             &[&id],
         )
         .unwrap_or_else(|error| panic!("{what}: barrier_status: {error}"));
     if let Some(row) = reported {
         let (status, expected, remaining): (String, i32, i32) =
             (row.get(0), row.get(1), row.get(2));
-        let shown = format!("{what}: barrier {id:?} is {status}, {remaining} of {expected} left");
+        let (failed, sealed, need): (i32, bool, Option<i32>) = (row.get(3), row.get(4), row.get(5));
+        let shown = format!(
+            "{what}: barrier {id:?} is {status}, {remaining} of {expected} left, {failed} \
+             failed, sealed: {sealed}, need: {need:?}"
+        );
         assert!(STATUSES.contains(&status.as_str()), "{shown}");
         assert!((0..=expected).contains(&remaining), "{shown}");
-        assert_eq!(remaining == 0, status == "complete", "{shown}");
+        assert!(failed >= 0 && failed <= expected - remaining, "{shown}");
+        let successes = expected - remaining - failed;
+        match status.as_str() {
+            // A completion: every report in, or the quorum met; with failures or without.
+            "complete" | "complete_with_failures" => {
+                assert_eq!(status == "complete_with_failures", failed > 0, "{shown}");
+                assert!(sealed, "{shown}");
+                match need {
+                    None => assert_eq!(remaining, 0, "{shown}"),
+                    Some(need) => assert!(successes >= need, "{shown}"),
+                }
+            }
+            // Pending and sealed: reports still to come, and the quorum still in reach and
+            // not met.
+            "pending" if sealed => match need {
+                None => assert!(remaining > 0, "{shown}"),
+                Some(need) => assert!(successes < need && successes + remaining >= need, "{shown}"),
+            },
+            _ => {}
+        }
     }
-    // One result row per counted task while pending, all of them until taken, none once the
-    // results are freed (taken, aborted, expired).
+    // One result row per counted task while pending, all of them until handed out, none once
+    // the results are freed (taken, aborted, expired without delivery); the failed ones are
+    // the failures held.
     let stored = admin
         .query_opt(
-            "SELECT b.status, b.expected, b.remaining, b.taken_at IS NOT NULL,
-                    (SELECT count(*) FROM barrier_internal.result r WHERE r.barrier_id = b.id)
+            "SELECT b.status, b.expected, b.remaining, b.taken_at IS NOT NULL, b.deliver,
+                    b.failed,
+                    (SELECT count(*) FROM barrier_internal.result r WHERE r.barrier_id = b.id),
+                    (SELECT count(*) FROM barrier_internal.result r
+                      WHERE r.barrier_id = b.id AND r.failed)
                FROM barrier_internal.barrier b WHERE b.id = $1::text",
             &[&id],
         )
@@ -2303,33 +2943,55 @@ fn check_barrier(admin: &mut Client, id: &str, what: &str) {
     if let Some(row) = stored {
         let status: String = row.get(0);
         let (expected, remaining): (i32, i32) = (row.get(1), row.get(2));
-        let taken: bool = row.get(3);
-        let results: i64 = row.get(4);
+        let (taken, deliver): (bool, bool) = (row.get(3), row.get(4));
+        let failed: i32 = row.get(5);
+        let (results, failures): (i64, i64) = (row.get(6), row.get(7));
+        let counted = i64::from(expected) - i64::from(remaining);
         let held = match status.as_str() {
-            "pending" => i64::from(expected) - i64::from(remaining),
-            "complete" if !taken => i64::from(expected),
+            "pending" => counted,
+            "complete" if !taken => counted,
+            "expired" if deliver && !taken => counted,
             _ => 0,
         };
-        assert_eq!(
-            results, held,
+        let shown = format!(
             "{what}: barrier {id:?} is stored {status}, {remaining} of {expected} left, \
-             taken: {taken}"
+             {failed} failed, taken: {taken}, deliver: {deliver}; {results} rows, {failures} \
+             failed"
         );
+        assert_eq!(results, held, "{shown}");
+        if held > 0 {
+            assert_eq!(failures, i64::from(failed), "{shown}");
+        }
     }
 }
 
 /// The SQLSTATEs a call with valid arguments may still get, from the state of the barrier it
 /// names: another role's barrier; a live one enqueued with other arguments; a slot out of range
 /// or a slotted and an unslotted report mixed; `barrier_add` on a finished or unknown barrier,
-/// or past 2147483647 tasks.
-fn state_codes(function: &str) -> &'static [&'static str] {
-    match function {
+/// or past 2147483647 tasks; `barrier_seal` on a finished or unknown barrier,
+/// `barrier_pending_slots` on an unknown one; and, for an enqueue that names a parent, the
+/// parent's state: unknown, finished, counted without slots or with fewer slots, an ancestor of
+/// the barrier, its slot taken.
+fn state_codes(call: &Call) -> Vec<&'static str> {
+    let codes: &[&str] = match call.function {
+        "barrier_enqueue" if call.nested => &[
+            NOT_OWNER,
+            DUPLICATE,
+            UNDEFINED,
+            WRONG_STATE,
+            INVALID,
+            INVALID_RECURSION,
+        ],
         "barrier_enqueue" => &[NOT_OWNER, DUPLICATE],
         "barrier_decr" => &[NOT_OWNER, INVALID],
-        "barrier_add" => &[NOT_OWNER, WRONG_STATE, UNDEFINED, INVALID],
+        // TOO_LARGE: a quorum or a delivering expiry grown over 10,000,000 slots.
+        "barrier_add" => &[NOT_OWNER, WRONG_STATE, UNDEFINED, INVALID, TOO_LARGE],
+        "barrier_seal" => &[NOT_OWNER, WRONG_STATE, UNDEFINED],
+        "barrier_pending_slots" => &[NOT_OWNER, UNDEFINED],
         "barrier_abort" | "barrier_status" | "barrier_results" | "barrier_take" => &[NOT_OWNER],
         _ => &[],
-    }
+    };
+    codes.to_vec()
 }
 
 /// Whether converting some argument of the call alone fails with `code`.
@@ -2388,7 +3050,7 @@ fn fuzz_one(admin: &mut Client, fuzz: &mut Client, call: &Call, tally: &mut Tall
                 // The reason must be one the draw knows of: a refused argument, or, for a call
                 // drawn valid, the state of the barrier it names.
                 let mut allowed: Vec<&str> = if call.refusals.is_empty() {
-                    state_codes(call.function).to_vec()
+                    state_codes(call)
                 } else {
                     call.refusals.iter().map(|(_, code)| *code).collect()
                 };

@@ -44,4 +44,5 @@ mod notify;
 mod operations;
 mod races;
 mod roles;
+mod shapes;
 mod support;

@@ -497,8 +497,8 @@ fn a_trusted_install_grants_its_installer_nothing_beyond_the_api() {
     );
 
     for statement in [
-        "ALTER FUNCTION barrier_decr(text, jsonb, integer) SECURITY DEFINER",
-        "ALTER FUNCTION barrier_decr(text, jsonb, integer) OWNER TO plain_owner",
+        "ALTER FUNCTION barrier_decr(text, jsonb, integer, boolean) SECURITY DEFINER",
+        "ALTER FUNCTION barrier_decr(text, jsonb, integer, boolean) OWNER TO plain_owner",
         "ALTER FUNCTION barrier_status(text) SET search_path = public",
         "CREATE OR REPLACE FUNCTION barrier_results(id text) RETURNS jsonb
              LANGUAGE sql AS 'SELECT NULL::jsonb'",

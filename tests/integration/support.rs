@@ -439,3 +439,205 @@ pub fn fast_reports(client: &mut postgres::Client) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// Every column of a `barrier_decr` or `barrier_seal` answer (docs/shapes.md). The columns of
+/// the completion (`results` to `missing_slots`) are NULL unless the call completed the barrier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: String,
+    pub remaining: Option<i32>,
+    pub results: Option<serde_json::Value>,
+    pub callback: Option<serde_json::Value>,
+    pub failed_slots: Option<Vec<i32>>,
+    pub errors: Option<serde_json::Value>,
+    pub missing_slots: Option<Vec<i32>>,
+}
+
+impl Reply {
+    /// An answer that hands out no completion: a status and `remaining`, nothing else.
+    pub fn only(status: &str, remaining: i32) -> Reply {
+        Reply {
+            status: status.into(),
+            remaining: Some(remaining),
+            results: None,
+            callback: None,
+            failed_slots: None,
+            errors: None,
+            missing_slots: None,
+        }
+    }
+
+    /// The answer that completes a barrier.
+    pub fn completion(
+        status: &str,
+        remaining: i32,
+        results: serde_json::Value,
+        callback: Option<serde_json::Value>,
+        failed_slots: &[i32],
+        errors: serde_json::Value,
+        missing_slots: &[i32],
+    ) -> Reply {
+        Reply {
+            status: status.into(),
+            remaining: Some(remaining),
+            results: Some(results),
+            callback,
+            failed_slots: Some(failed_slots.to_vec()),
+            errors: Some(errors),
+            missing_slots: Some(missing_slots.to_vec()),
+        }
+    }
+
+    /// Whether this answer completed the barrier (with or without failures).
+    pub fn completed(&self) -> bool {
+        self.status == "complete" || self.status == "complete_with_failures"
+    }
+}
+
+const REPLY_COLUMNS: &str =
+    "status, remaining, results::text, callback::text, failed_slots, errors::text, missing_slots";
+
+fn json_column(row: &postgres::Row, index: usize) -> Option<serde_json::Value> {
+    row.get::<_, Option<String>>(index)
+        .map(|text| serde_json::from_str(&text).expect("jsonb text is JSON"))
+}
+
+fn reply(row: &postgres::Row) -> Reply {
+    Reply {
+        status: row.get(0),
+        remaining: row.get(1),
+        results: json_column(row, 2),
+        callback: json_column(row, 3),
+        failed_slots: row.get(4),
+        errors: json_column(row, 5),
+        missing_slots: row.get(6),
+    }
+}
+
+/// `barrier_decr(id, result, slot, failed)`, every column of its answer.
+pub fn report(
+    client: &mut impl postgres::GenericClient,
+    id: &str,
+    result: Option<&serde_json::Value>,
+    slot: Option<i32>,
+    failed: bool,
+) -> Result<Reply, postgres::Error> {
+    let result = result.map(|value| value.to_string());
+    let sql = format!("SELECT {REPLY_COLUMNS} FROM barrier_decr($1, $2::text::jsonb, $3, $4)");
+    let row = client.query_one(&sql, &[&id, &result, &slot, &failed])?;
+    Ok(reply(&row))
+}
+
+/// `barrier_seal(id)`, every column of its answer.
+pub fn seal(client: &mut impl postgres::GenericClient, id: &str) -> Result<Reply, postgres::Error> {
+    let sql = format!("SELECT {REPLY_COLUMNS} FROM barrier_seal($1)");
+    let row = client.query_one(&sql, &[&id])?;
+    Ok(reply(&row))
+}
+
+/// A completion as `barrier_take` and `barrier_completions` hand it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handed {
+    pub status: String,
+    pub results: serde_json::Value,
+    pub callback: Option<serde_json::Value>,
+    pub failed_slots: Vec<i32>,
+    pub errors: serde_json::Value,
+    pub missing_slots: Vec<i32>,
+}
+
+impl Handed {
+    pub fn new(
+        status: &str,
+        results: serde_json::Value,
+        callback: Option<serde_json::Value>,
+        failed_slots: &[i32],
+        errors: serde_json::Value,
+        missing_slots: &[i32],
+    ) -> Handed {
+        Handed {
+            status: status.into(),
+            results,
+            callback,
+            failed_slots: failed_slots.to_vec(),
+            errors,
+            missing_slots: missing_slots.to_vec(),
+        }
+    }
+}
+
+/// `barrier_take(id)`: the completion, if this call got it.
+pub fn take(
+    client: &mut impl postgres::GenericClient,
+    id: &str,
+) -> Result<Option<Handed>, postgres::Error> {
+    let row = client.query_opt(
+        "SELECT status, results::text, callback::text, failed_slots, errors::text, missing_slots
+           FROM barrier_take($1)",
+        &[&id],
+    )?;
+    Ok(row.map(|row| Handed {
+        status: row.get(0),
+        results: json_column(&row, 1).expect("a completion has results"),
+        callback: json_column(&row, 2),
+        failed_slots: row.get(3),
+        errors: json_column(&row, 4).expect("a completion has errors"),
+        missing_slots: row.get(5),
+    }))
+}
+
+/// `barrier_completions(channel, max_rows)`: the completions claimed, by id.
+pub fn claim(
+    client: &mut impl postgres::GenericClient,
+    channel: &str,
+    max_rows: i32,
+) -> Result<Vec<(String, Handed)>, postgres::Error> {
+    let rows = client.query(
+        "SELECT id, status, results::text, callback::text, failed_slots, errors::text,
+                missing_slots
+           FROM barrier_completions($1, $2)",
+        &[&channel, &max_rows],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let handed = Handed {
+                status: row.get(1),
+                results: json_column(row, 2).expect("a completion has results"),
+                callback: json_column(row, 3),
+                failed_slots: row.get(4),
+                errors: json_column(row, 5).expect("a completion has errors"),
+                missing_slots: row.get(6),
+            };
+            (row.get(0), handed)
+        })
+        .collect())
+}
+
+/// What a nested barrier reports into its parent's slot when its round completes or its expiry
+/// delivers (docs/shapes.md, "Nested barriers").
+pub fn handed_up(
+    id: &str,
+    round: i64,
+    status: &str,
+    results: serde_json::Value,
+    failed_slots: &[i32],
+    errors: serde_json::Value,
+    missing_slots: &[i32],
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "round": round,
+        "status": status,
+        "results": results,
+        "failed_slots": failed_slots,
+        "errors": errors,
+        "missing_slots": missing_slots,
+    })
+}
+
+/// What a nested barrier reports into its parent's slot when its round is aborted or its
+/// expiry discards its results.
+pub fn ended_up(id: &str, round: i64, status: &str, reason: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"id": id, "round": round, "status": status, "reason": reason})
+}
