@@ -56,6 +56,16 @@ def test_every_call_through_the_bouncer(bouncer_dsn, new_id, new_channel):
         other = new_id()
         barriers.enqueue(other, 1, channel=channel)
         assert barriers.abort(other).value == "aborted"
+        # 0.4's calls and arguments.
+        shaped = new_id()
+        barriers.enqueue(shaped, 2, channel=channel, sealed=False, max_failures=1)
+        assert barriers.pending_slots(shaped) == [0, 1]
+        assert barriers.report(shaped, "e", slot=0, failed=True).status is ReportStatus.PENDING
+        assert barriers.report(shaped, 1, slot=1).remaining == 0
+        sealed = barriers.seal(shaped)
+        assert sealed.status is ReportStatus.COMPLETE_WITH_FAILURES and sealed.failed_slots == [0]
+        assert barriers.status(shaped).status is State.COMPLETE_WITH_FAILURES
+        assert barriers.take(shaped).errors == ["e"]
         assert barriers.completions(channel) == []
         assert barriers.stats().complete >= 3
         assert barriers.sweep(10).expired >= 0

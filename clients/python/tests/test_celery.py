@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -353,3 +354,30 @@ def test_a_result_too_large_aborts_the_barrier(celery, dsn, workers):
     assert state.status is State.ABORTED
     assert state.reason is not None and state.reason.startswith("slot 3: result refused")
     assert _callbacks(dsn, tag) == []
+
+
+def test_a_completion_that_is_not_a_chords_is_taken_not_dispatched(celery, dsn, workers):
+    """pg_barrier 0.4's other completions on the recovery's channel (with failures, a delivered
+    expiry) carry a fan_in callback here, but a chord would not run it: hand_off and recover
+    take them without dispatching."""
+    tag = uuid.uuid4().hex
+    callback = {"celery": dict(celery.collect.s(tag))}
+    with_failures, expired = f"celery-{tag}-failures", f"celery-{tag}-expired"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        barriers = Barriers(conn)
+        barriers.enqueue(with_failures, 2, callback=callback, channel=DEFAULT_CHANNEL)
+        barriers.report(with_failures, {"slot": 0, "square": 0}, slot=0)
+        answer = barriers.report(with_failures, {"error": "x"}, slot=1, failed=True)
+        assert answer.completed
+        barriers.enqueue(expired, 2, callback=callback, channel=DEFAULT_CHANNEL,
+                         ttl=timedelta(seconds=1), on_expiry="deliver")
+        barriers.report(expired, {"slot": 0, "square": 0}, slot=0)
+        time.sleep(1.2)
+        barriers.sweep(10000)
+    assert hand_off(celery.app, with_failures) is False
+    recover(celery.app)
+    time.sleep(3)
+    assert _callbacks(dsn, tag) == []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        barriers = Barriers(conn)
+        assert barriers.take(with_failures) is None and barriers.take(expired) is None

@@ -8,11 +8,19 @@ import contextlib
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 
 import psycopg
 import pytest
 
-from pg_barrier import AsyncWaiter, Barriers, State, UnknownBarrier, Waiter
+from pg_barrier import (
+    AsyncWaiter,
+    Barriers,
+    CompletionStatus,
+    State,
+    UnknownBarrier,
+    Waiter,
+)
 
 from conftest import eventually
 
@@ -243,3 +251,60 @@ def test_the_asyncio_waiter(dsn, barriers, new_id, new_channel):
     handed = asyncio.run(scenario())
     # The first barrier is complete and untaken too: it is on the same channel.
     assert sorted(handed) == sorted([id, *others])
+
+
+@pytest.mark.parametrize("listen", [True, False], ids=["listen", "poll"])
+def test_wait_returns_a_completion_with_failures_and_waits_for_a_seal(dsn, barriers, new_id, listen):
+    id = new_id()
+    barriers.enqueue(id, 2)
+
+    def report_with_a_failure() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            Barriers(conn).report(id, "ok", slot=0)
+            Barriers(conn).report(id, {"error": "x"}, slot=1, failed=True)
+
+    with Waiter(dsn, listen=listen, poll_interval=0.2) as waiter:
+        reporter = _later(0.3, report_with_a_failure)
+        state = waiter.wait(id, timeout=20)
+        reporter.join()
+        assert (state.status, state.failed, state.remaining) == (State.COMPLETE_WITH_FAILURES, 1, 0)
+
+        # Every report in, but open: not finished until it is sealed.
+        open_id = new_id()
+        barriers.enqueue(open_id, 1, sealed=False)
+        barriers.report(open_id, "only", slot=0)
+        with pytest.raises(TimeoutError):
+            waiter.wait(open_id, timeout=0.5)
+
+        def seal() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                Barriers(conn).seal(open_id)
+
+        sealer = _later(0.3, seal)
+        state = waiter.wait(open_id, timeout=20)
+        sealer.join()
+        assert (state.status, state.sealed) == (State.COMPLETE, True)
+
+
+def test_the_consumer_hands_out_completions_with_failures_and_delivered_expiries(
+    dsn, barriers, new_id, new_channel
+):
+    channel = new_channel()
+    failures, delivered = new_id(), new_id()
+    barriers.enqueue(failures, 2, channel=channel)
+    barriers.report(failures, "a", slot=0)
+    barriers.report(failures, "e", slot=1, failed=True)
+    barriers.enqueue(delivered, 2, channel=channel, ttl=timedelta(seconds=1), on_expiry="deliver")
+    barriers.report(delivered, "b", slot=1)
+    time.sleep(1.2)
+    barriers.sweep(10000)  # stores the expiry: barrier_completions claims stored rows only
+    handed = {}
+    with Waiter(dsn, poll_interval=0.1) as waiter:
+        for completion in waiter.completions(channel, idle_timeout=1):
+            handed[completion.id] = completion
+    assert set(handed) == {failures, delivered}
+    first, second = handed[failures], handed[delivered]
+    assert first.status is CompletionStatus.COMPLETE_WITH_FAILURES
+    assert (first.results, first.failed_slots, first.errors) == (["a", None], [1], ["e"])
+    assert second.status is CompletionStatus.EXPIRED
+    assert (second.results, second.missing_slots) == ([None, "b"], [0])

@@ -19,25 +19,34 @@ pub enum Error {
     /// Retrying the same call fails again.
     InvalidArgument(tokio_postgres::Error),
     /// 42710: a live barrier with this id was enqueued with other arguments (the detail says
-    /// which). Enqueue with `replace: true` to start over, or use another id.
+    /// which; enqueue with `replace: true` to start over, or use another id), or the parent's
+    /// slot asked for is taken: it has reported, or another barrier reports into it. The message
+    /// says which.
     Conflict(tokio_postgres::Error),
-    /// 42501: the barrier belongs to another role.
+    /// 42501: the barrier (or the parent asked for) belongs to another role.
     NotOwner(tokio_postgres::Error),
-    /// No barrier has this id: 42704 from `barrier_add`, or a barrier [`Waiter::wait`] was asked
-    /// about and `barrier_status` does not know (`source` is `None` then).
+    /// No barrier has this id: 42704 from `barrier_add`, `barrier_seal` or
+    /// `barrier_pending_slots`, or from `barrier_enqueue` for a parent that does not exist (`id`
+    /// is then the parent's); or a barrier [`Waiter::wait`] was asked about and
+    /// `barrier_status` does not know (`source` is `None` then).
     ///
     /// [`Waiter::wait`]: crate::Waiter::wait
     UnknownBarrier {
         id: String,
         source: Option<tokio_postgres::Error>,
     },
-    /// 55000: `barrier_add` on a barrier that is complete, aborted or expired. (The server also
-    /// raises 55000 when the extension's SQL objects are older than its library; the message then
-    /// says to run `ALTER EXTENSION pg_barrier UPDATE`.)
+    /// 55000: `barrier_add` or `barrier_seal` on a barrier that is complete, aborted or expired,
+    /// or an enqueue whose parent is. (The server also raises 55000 when the extension's SQL
+    /// objects are older than its library; the message then says to run
+    /// `ALTER EXTENSION pg_barrier UPDATE`.)
     Finished(tokio_postgres::Error),
     /// 54000: a result or callback over `pg_barrier.max_result_bytes`, a barrier's results over
-    /// their total limit, or a full notification queue at commit.
+    /// their total limit, or a full notification queue at commit. 54001: a JSON value nested too
+    /// deeply, or a barrier nested more than 16 levels below its root.
     LimitExceeded(tokio_postgres::Error),
+    /// 42P19: the parent asked for would make the barrier its own ancestor. (A tree too deep is
+    /// [`Error::LimitExceeded`], 54001.)
+    Nesting(tokio_postgres::Error),
     /// 25006: a call that changes barriers in a read-only transaction or on a hot standby.
     ReadOnly(tokio_postgres::Error),
     /// 40001: a serialization failure at REPEATABLE READ or SERIALIZABLE. Nothing was counted;
@@ -75,8 +84,10 @@ impl Error {
                 None => Error::Database(error),
             },
             "55000" => Error::Finished(error),
-            // 54001: JSON nested too deeply for the server to parse.
+            // 54001: JSON nested too deeply for the server to parse, or a barrier nested more
+            // than 16 levels deep (the same SQLSTATE: statement_too_complex).
             "54000" | "54001" => Error::LimitExceeded(error),
+            "42P19" => Error::Nesting(error),
             "25006" => Error::ReadOnly(error),
             "40001" => Error::SerializationFailure(error),
             _ => Error::Database(error),
@@ -91,6 +102,7 @@ impl Error {
             | Error::NotOwner(error)
             | Error::Finished(error)
             | Error::LimitExceeded(error)
+            | Error::Nesting(error)
             | Error::ReadOnly(error)
             | Error::SerializationFailure(error)
             | Error::Database(error) => Some(error),
@@ -145,6 +157,9 @@ impl fmt::Display for Error {
             }
             Error::LimitExceeded(error) => {
                 write!(formatter, "limit exceeded: {}", describe(error))
+            }
+            Error::Nesting(error) => {
+                write!(formatter, "invalid nesting: {}", describe(error))
             }
             Error::ReadOnly(error) => {
                 write!(formatter, "read-only transaction: {}", describe(error))

@@ -7,13 +7,14 @@ mod types;
 mod waiter;
 
 pub use calls::{
-    abort, add, completions, decr, enqueue, results, stats, status, sweep, take, EnqueueOptions,
-    DEFAULT_COMPLETIONS_MAX_ROWS, DEFAULT_SWEEP_MAX_ROWS,
+    abort, add, completions, decr, decr_failed, enqueue, pending_slots, results, seal, stats,
+    status, sweep, take, EnqueueOptions, Parent, DEFAULT_COMPLETIONS_MAX_ROWS,
+    DEFAULT_SWEEP_MAX_ROWS,
 };
 pub use connection::{connect, Notifications};
 pub use error::Error;
 pub use types::{
-    AbortStatus, BarrierState, BarrierStatus, Completion, EnqueueStatus, Notification, Report,
-    ReportStatus, Stats, Sweep, Taken,
+    AbortStatus, BarrierState, BarrierStatus, Completion, CompletionStatus, EnqueueStatus,
+    Notification, OnExpiry, Report, ReportStatus, Stats, Sweep, Taken,
 };
 pub use waiter::{Claimed, Waiter, WaiterOptions};

@@ -67,18 +67,23 @@ status_words! {
 }
 
 status_words! {
-    /// What one `barrier_decr` report did.
+    /// What one `barrier_decr` report (or a `barrier_seal`) did.
     ReportStatus {
-        /// Counted; more reports are needed.
+        /// Counted; more reports are needed (or the barrier is open: not sealed yet).
         Pending => "pending",
-        /// Counted, and this report was the last: the [`Report`] carries results and callback.
-        /// Exactly one report per barrier round answers this.
+        /// Counted, and this report completed the barrier: the [`Report`] carries results and
+        /// callback. Every counted report succeeded. Exactly one report (or seal) per barrier
+        /// round answers this or [`CompleteWithFailures`](ReportStatus::CompleteWithFailures).
         Complete => "complete",
+        /// Counted, and this report completed the barrier, and at least one counted report
+        /// failed: the [`Report`] carries the completion, with `failed_slots` and `errors`.
+        CompleteWithFailures => "complete_with_failures",
         /// This slot had already reported; nothing changed.
         Duplicate => "duplicate",
         /// The barrier had already completed; nothing changed.
         AlreadyComplete => "already_complete",
-        /// The barrier was aborted; nothing changed.
+        /// The barrier was aborted: before this report (nothing changed), or by it (a failure
+        /// one too many under `max_failures`, or a quorum out of reach).
         Aborted => "aborted",
         /// The barrier's ttl (or stall window) ran out; nothing counted.
         Expired => "expired",
@@ -105,9 +110,22 @@ status_words! {
     BarrierState {
         Pending => "pending",
         Complete => "complete",
+        /// Complete, and at least one counted report failed.
+        CompleteWithFailures => "complete_with_failures",
         Aborted => "aborted",
         /// Past its ttl or stall window (a pending barrier past `expires_at` already reads so).
         Expired => "expired",
+    }
+}
+
+impl ReportStatus {
+    /// Whether the answer is a completion: [`Complete`](ReportStatus::Complete) or
+    /// [`CompleteWithFailures`](ReportStatus::CompleteWithFailures).
+    pub fn is_complete(self) -> bool {
+        matches!(
+            self,
+            ReportStatus::Complete | ReportStatus::CompleteWithFailures
+        )
     }
 }
 
@@ -118,17 +136,76 @@ impl BarrierState {
     }
 }
 
-/// The answer to one `barrier_decr` report.
+status_words! {
+    /// What a completion handed out by `barrier_take` or `barrier_completions` is.
+    ///
+    /// The default, `Complete`, is what a 0.3 server's completions (which have no status) are.
+    #[derive(Default)]
+    CompletionStatus {
+        /// Every counted report succeeded.
+        #[default]
+        Complete => "complete",
+        /// At least one counted report failed: see `failed_slots` and `errors`.
+        CompleteWithFailures => "complete_with_failures",
+        /// A barrier enqueued with [`OnExpiry::Deliver`] ran out of time: what was reported by
+        /// then.
+        Expired => "expired",
+    }
+}
+
+status_words! {
+    /// What a barrier enqueued with a ttl or a stall timeout does when it runs out of time.
+    #[derive(Default)]
+    OnExpiry {
+        /// Expire and free the results (the default, as in 0.3).
+        #[default]
+        Discard => "discard",
+        /// Expire, and hand out what was reported by then once, with `barrier_take` or
+        /// `barrier_completions` (status [`CompletionStatus::Expired`]).
+        Deliver => "deliver",
+    }
+}
+
+/// `[]`, for fields a 0.3 server does not send.
+fn empty_array() -> Value {
+    Value::Array(Vec::new())
+}
+
+fn sealed_by_default() -> bool {
+    true
+}
+
+/// The answer to one `barrier_decr` report, or to a `barrier_seal`.
+///
+/// Only a completing answer ([`ReportStatus::is_complete`]) carries `results`, `callback`,
+/// `failed_slots`, `errors` and `missing_slots`; the others have `None` there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub status: ReportStatus,
-    /// Reports still needed; `None` only for [`ReportStatus::Unknown`].
+    /// Reports still needed (for a quorum's completion: those that had not reported); `None`
+    /// only for [`ReportStatus::Unknown`].
     pub remaining: Option<i32>,
-    /// Only for [`ReportStatus::Complete`]: every task's result, as a JSON array in slot order
-    /// (arrival order without slots), JSON `null` where a task gave none.
+    /// Every task's result, as a JSON array with one element per slot in slot order (arrival
+    /// order without slots), JSON `null` where a task gave none, failed or never reported.
     pub results: Option<Value>,
-    /// Only for [`ReportStatus::Complete`]: the callback the barrier was enqueued with.
+    /// The callback the barrier was enqueued with.
     pub callback: Option<Value>,
+    /// The slots whose report failed, ascending.
+    #[serde(default)]
+    pub failed_slots: Option<Vec<i32>>,
+    /// The failed reports' results, a JSON array in the order of `failed_slots`.
+    #[serde(default)]
+    pub errors: Option<Value>,
+    /// The slots that never reported (a quorum's completion), ascending.
+    #[serde(default)]
+    pub missing_slots: Option<Vec<i32>>,
+}
+
+impl Report {
+    /// Whether this answer completed the barrier (exactly one per round does).
+    pub fn is_complete(&self) -> bool {
+        self.status.is_complete()
+    }
 }
 
 /// One row of `barrier_status`: the truth about a barrier.
@@ -149,24 +226,56 @@ pub struct BarrierStatus {
     pub reason: Option<String>,
     /// The round number, which also appears in notifications.
     pub round: i64,
+    /// Failed reports held now (a re-armed slot no longer counts); 0 from a 0.3 server.
+    #[serde(default)]
+    pub failed: i32,
+    /// `false` for an open barrier until it is sealed.
+    #[serde(default = "sealed_by_default")]
+    pub sealed: bool,
+    /// The quorum, or `None`: every task.
+    #[serde(default)]
+    pub need: Option<i32>,
 }
 
-/// A completed barrier claimed by `barrier_completions`.
+/// A completed barrier claimed by `barrier_completions`: the fields of [`Taken`], with the
+/// barrier's id and when it finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub id: String,
     pub finished_at: SystemTime,
-    /// The JSON array of every task's result.
+    /// The JSON array of the results, one element per slot (see [`Taken::results`]).
     pub results: Value,
     pub callback: Option<Value>,
+    #[serde(default)]
+    pub status: CompletionStatus,
+    #[serde(default)]
+    pub failed_slots: Vec<i32>,
+    #[serde(default = "empty_array")]
+    pub errors: Value,
+    #[serde(default)]
+    pub missing_slots: Vec<i32>,
 }
 
 /// What `barrier_take` hands out, once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Taken {
-    /// The JSON array of every task's result.
+    /// The JSON array of the results, one element per slot in slot order (arrival order without
+    /// slots); JSON `null` where a slot failed (`failed_slots`) or never reported
+    /// (`missing_slots`). For a plain barrier: every task's result, and the lists are empty.
     pub results: Value,
     pub callback: Option<Value>,
+    /// `Complete`, `CompleteWithFailures`, or `Expired` (a delivered expiry).
+    #[serde(default)]
+    pub status: CompletionStatus,
+    /// The slots whose report failed, ascending.
+    #[serde(default)]
+    pub failed_slots: Vec<i32>,
+    /// The failed reports' results, a JSON array in the order of `failed_slots`.
+    #[serde(default = "empty_array")]
+    pub errors: Value,
+    /// The slots that never reported (a quorum, a delivered expiry), ascending.
+    #[serde(default)]
+    pub missing_slots: Vec<i32>,
 }
 
 /// The counts of one `barrier_sweep` round. Repeat the sweep while either equals `max_rows`.
@@ -206,7 +315,7 @@ pub struct Stats {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,
-    /// `complete`, `aborted` or `expired`.
+    /// `complete`, `complete_with_failures`, `aborted` or `expired`.
     pub status: BarrierState,
     pub round: i64,
 }

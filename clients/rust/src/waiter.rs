@@ -230,7 +230,9 @@ impl Waiter {
         }
     }
 
-    /// Waits until barrier `id` is complete, aborted or expired, and returns its status row.
+    /// Waits until barrier `id` is complete (with or without failures), aborted or expired, and
+    /// returns its status row. An open barrier is not finished before it is sealed, even with
+    /// every report in.
     ///
     /// Fails with [`Error::UnknownBarrier`] if no barrier has this id, and with
     /// [`Error::Timeout`] if it is still pending after `timeout`. A lost connection is

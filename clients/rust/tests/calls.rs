@@ -33,6 +33,7 @@ async fn enqueue_answers_pending_complete_and_accepts_a_same_argument_retry() {
         channel: Some(unique_channel()),
         replace: false,
         stall_timeout: Some(Duration::from_secs(90)),
+        ..EnqueueOptions::default()
     };
     let first = pg_barrier_client::enqueue(&client, &id, 3, &options).await;
     assert_eq!(first.unwrap(), EnqueueStatus::Pending);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pg_barrier_client::{
-    BarrierState, EnqueueOptions, Error, Notification, ReportStatus, Waiter, WaiterOptions,
+    BarrierState, CompletionStatus, EnqueueOptions, Error, Notification, OnExpiry, ReportStatus,
+    Waiter, WaiterOptions,
 };
 use serde_json::json;
 use tokio_postgres::Client;
@@ -427,4 +428,126 @@ async fn a_consumer_whose_backend_is_terminated_reconnects_and_goes_on() {
     let status = consumer.wait(&pending, timeout).await.unwrap();
     assert_eq!(status.status, BarrierState::Complete);
     reporter.await.unwrap();
+}
+
+#[tokio::test]
+async fn wait_returns_a_completion_with_failures_and_waits_for_a_seal() {
+    let client = connect(&dsn()).await;
+    let mut waiter = Waiter::connect(&dsn(), listening(NEVER_POLLS))
+        .await
+        .unwrap();
+    let channel = unique_channel();
+    let id = unique_id("wait-failures");
+    pg_barrier_client::enqueue(&client, &id, 2, &on_channel(&channel))
+        .await
+        .unwrap();
+    let open = unique_id("wait-open");
+    let open_options = EnqueueOptions {
+        sealed: false,
+        ..on_channel(&channel)
+    };
+    pg_barrier_client::enqueue(&client, &open, 1, &open_options)
+        .await
+        .unwrap();
+    let reporter = {
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            pg_barrier_client::decr(&client, &id, Some(&json!("ok")), Some(0))
+                .await
+                .unwrap();
+            pg_barrier_client::decr_failed(&client, &id, Some(&json!("e")), Some(1))
+                .await
+                .unwrap();
+            client
+        })
+    };
+    let started = Instant::now();
+    let status = waiter.wait(&id, NEVER_POLLS).await.unwrap();
+    assert!(started.elapsed() < PROMPTLY, "woken by the notification");
+    assert_eq!(status.status, BarrierState::CompleteWithFailures);
+    assert_eq!((status.failed, status.remaining), (1, 0));
+    let client = reporter.await.unwrap();
+
+    // Every report in, but open: not finished until sealed.
+    let report = pg_barrier_client::decr(&client, &open, None, Some(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.status, report.remaining),
+        (ReportStatus::Pending, Some(0))
+    );
+    let error = waiter
+        .wait(&open, Duration::from_millis(400))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    let sealer = {
+        let open = open.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            pg_barrier_client::seal(&client, &open).await.unwrap()
+        })
+    };
+    let status = waiter.wait(&open, NEVER_POLLS).await.unwrap();
+    assert_eq!(
+        (status.status, status.sealed),
+        (BarrierState::Complete, true)
+    );
+    assert_eq!(sealer.await.unwrap().status, ReportStatus::Complete);
+}
+
+#[tokio::test]
+async fn the_consumer_hands_out_completions_with_failures_and_delivered_expiries() {
+    let client = connect(&dsn()).await;
+    let channel = unique_channel();
+    let (failures, delivered) = (unique_id("claim-failures"), unique_id("claim-delivered"));
+    pg_barrier_client::enqueue(&client, &failures, 2, &on_channel(&channel))
+        .await
+        .unwrap();
+    pg_barrier_client::decr(&client, &failures, Some(&json!("a")), Some(0))
+        .await
+        .unwrap();
+    pg_barrier_client::decr_failed(&client, &failures, Some(&json!("e")), Some(1))
+        .await
+        .unwrap();
+    let delivering = EnqueueOptions {
+        ttl: Some(Duration::from_secs(1)),
+        on_expiry: OnExpiry::Deliver,
+        ..on_channel(&channel)
+    };
+    pg_barrier_client::enqueue(&client, &delivered, 2, &delivering)
+        .await
+        .unwrap();
+    pg_barrier_client::decr(&client, &delivered, Some(&json!("b")), Some(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // barrier_completions claims stored completions: the sweep stores the expiry.
+    pg_barrier_client::sweep(&client, pg_barrier_client::DEFAULT_SWEEP_MAX_ROWS)
+        .await
+        .unwrap();
+
+    let mut waiter = Waiter::connect(&dsn(), polling(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let mut handed = Vec::new();
+    while let Some(claimed) = waiter
+        .next_completion(Some(&channel), Duration::from_secs(1))
+        .await
+        .unwrap()
+    {
+        handed.push(claimed.ack().await.unwrap());
+    }
+    handed.sort_by_key(|completion| completion.id != failures);
+    assert_eq!(handed.len(), 2, "{handed:?}");
+    assert_eq!(handed[0].id, failures);
+    assert_eq!(handed[0].status, CompletionStatus::CompleteWithFailures);
+    assert_eq!(handed[0].results, json!(["a", null]));
+    assert_eq!(handed[0].failed_slots, vec![1]);
+    assert_eq!(handed[0].errors, json!(["e"]));
+    assert_eq!(handed[1].id, delivered);
+    assert_eq!(handed[1].status, CompletionStatus::Expired);
+    assert_eq!(handed[1].results, json!([null, "b"]));
+    assert_eq!(handed[1].missing_slots, vec![0]);
 }

@@ -6,8 +6,10 @@ from ._types import (
     AbortStatus,
     BarrierStatus,
     Completion,
+    CompletionStatus,
     EnqueueStatus,
     Notification,
+    OnExpiry,
     Report,
     ReportStatus,
     State,
@@ -22,6 +24,7 @@ from .errors import (
     BarrierFinished,
     InvalidArgument,
     LimitExceeded,
+    NestingError,
     NotOwner,
     ReadOnly,
     SerializationFailure,
@@ -29,7 +32,7 @@ from .errors import (
 )
 from .waiter import AsyncWaiter, Waiter
 
-__version__ = "0.3.2"
+__version__ = "0.4.0"
 
 __all__ = [
     "AbortStatus",
@@ -41,11 +44,14 @@ __all__ = [
     "BarrierStatus",
     "Barriers",
     "Completion",
+    "CompletionStatus",
     "EnqueueStatus",
     "InvalidArgument",
     "LimitExceeded",
+    "NestingError",
     "NotOwner",
     "Notification",
+    "OnExpiry",
     "ReadOnly",
     "Report",
     "ReportStatus",

@@ -3,13 +3,20 @@ synchronous and the asyncio clients, which only differ in how they execute it.
 
 Every value is a bind parameter with an explicit cast; only the schema (an identifier) is
 composed into the text, quoted by psycopg.
+
+A call that uses none of 0.4's arguments sends the same function call as the 0.3 client did
+(the new arguments are appended, named, only when they differ from the server's defaults), and
+answers that gained columns in 0.4 are read with ``SELECT *`` and by column name: a column a
+0.3 server does not have reads as its 0.3 meaning. So the client works against a 0.3 server
+for everything 0.3 could do, and a call using a 0.4 argument fails there with psycopg's
+``UndefinedFunction`` (42883) instead of being silently ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Optional, Sequence, TypeVar
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -18,6 +25,7 @@ from ._types import (
     AbortStatus,
     BarrierStatus,
     Completion,
+    CompletionStatus,
     EnqueueStatus,
     Report,
     ReportStatus,
@@ -31,13 +39,25 @@ Row = Sequence[Any]
 Answer = TypeVar("Answer")
 
 
+class Rows(list[Row]):
+    """The rows of a statement, with the names of its columns."""
+
+    def __init__(self, rows: Iterable[Row], columns: Sequence[str]) -> None:
+        super().__init__(rows)
+        self.columns = tuple(columns)
+
+    def named(self, row: Row) -> dict[str, Any]:
+        """One row as a mapping from column name to value."""
+        return dict(zip(self.columns, row))
+
+
 @dataclass(frozen=True)
 class Call(Generic[Answer]):
     """One statement and the conversion of its rows into the call's answer."""
 
     query: sql.Composed
     params: tuple[Any, ...]
-    answer: Callable[[list[Row]], Answer]
+    answer: Callable[[Rows], Answer]
 
 
 def _function(schema: Optional[str], name: str) -> sql.Composable:
@@ -62,6 +82,12 @@ def _only(rows: list[Row]) -> Row:
     return rows[0]
 
 
+def _named_arguments(arguments: list[tuple[str, str, Any]]) -> tuple[str, tuple[Any, ...]]:
+    """``, name => %s::type`` for each (name, type, value), and the values."""
+    text = "".join(f", {name} => %s::{cast}" for name, cast, _ in arguments)
+    return text, tuple(value for _, _, value in arguments)
+
+
 def enqueue(
     schema: Optional[str],
     id: str,
@@ -71,32 +97,87 @@ def enqueue(
     channel: Optional[str],
     replace: bool,
     stall_timeout: Optional[timedelta],
+    max_failures: Optional[int] = None,
+    need: Optional[int] = None,
+    sealed: bool = True,
+    on_expiry: str = "discard",
+    parent: Optional[str] = None,
+    parent_slot: Optional[int] = None,
 ) -> Call[EnqueueStatus]:
+    # 0.4's arguments only when they differ from the server's defaults (a NULL where the
+    # server wants a value is sent, for the server to refuse). parent and parent_slot go
+    # together: either sends both, so that the server says which one is missing.
+    shape: list[tuple[str, str, Any]] = []
+    if max_failures is not None:
+        shape.append(("max_failures", "integer", max_failures))
+    if need is not None:
+        shape.append(("need", "integer", need))
+    if sealed is not True:
+        shape.append(("sealed", "boolean", sealed))
+    if on_expiry != "discard":
+        shape.append(("on_expiry", "text", on_expiry))
+    if parent is not None or parent_slot is not None:
+        shape.append(("parent", "text", parent))
+        shape.append(("parent_slot", "integer", parent_slot))
+    named, values = _named_arguments(shape)
     return Call(
         _statement(
             schema,
             "SELECT {fn}(%s::text, %s::integer, %s::jsonb, %s::interval, %s::text,"
-            " %s::boolean, %s::interval)",
+            " %s::boolean, %s::interval" + named + ")",
             "barrier_enqueue",
         ),
-        (id, expected, _json(callback), ttl, channel, replace, stall_timeout),
+        (id, expected, _json(callback), ttl, channel, replace, stall_timeout) + values,
         lambda rows: EnqueueStatus(_only(rows)[0]),
     )
 
 
-def report(schema: Optional[str], id: str, result: Any, slot: Optional[int]) -> Call[Report]:
-    def answer(rows: list[Row]) -> Report:
-        status, remaining, results, callback = _only(rows)
-        return Report(ReportStatus(status), remaining, results, callback)
+def _report_answer(rows: Rows) -> Report:
+    """The answer of ``barrier_decr`` and ``barrier_seal``, with or without 0.4's columns."""
+    row = rows.named(_only(rows))
+    status = ReportStatus(row["status"])
+    # A 0.3 server has no failure columns; its completions have no failures and no missing
+    # slots, which is what a 0.4 server would say.
+    none_yet: Optional[list[Any]] = [] if status.completed else None
+    return Report(
+        status,
+        row["remaining"],
+        row["results"],
+        row["callback"],
+        failed_slots=row.get("failed_slots", none_yet),
+        errors=row.get("errors", none_yet),
+        missing_slots=row.get("missing_slots", none_yet),
+    )
 
+
+def report(
+    schema: Optional[str], id: str, result: Any, slot: Optional[int], failed: bool = False
+) -> Call[Report]:
+    named, values = _named_arguments([("failed", "boolean", failed)] if failed is not False else [])
     return Call(
         _statement(
             schema,
-            "SELECT status, remaining, results, callback FROM {fn}(%s::text, %s::jsonb, %s::integer)",
+            "SELECT * FROM {fn}(%s::text, %s::jsonb, %s::integer" + named + ")",
             "barrier_decr",
         ),
-        (id, _json(result), slot),
-        answer,
+        (id, _json(result), slot) + values,
+        _report_answer,
+    )
+
+
+def seal(schema: Optional[str], id: str) -> Call[Report]:
+    return Call(
+        _statement(schema, "SELECT * FROM {fn}(%s::text)", "barrier_seal"),
+        (id,),
+        _report_answer,
+    )
+
+
+def pending_slots(schema: Optional[str], id: str) -> Call[list[int]]:
+    return Call(
+        _statement(schema, "SELECT slot FROM {fn}(%s::text)", "barrier_pending_slots"),
+        (id,),
+        lambda rows: [int(row[0]) for row in rows],
     )
 
 
@@ -117,31 +198,30 @@ def add(schema: Optional[str], id: str, extra: int) -> Call[int]:
 
 
 def status(schema: Optional[str], id: str) -> Call[Optional[BarrierStatus]]:
-    def answer(rows: list[Row]) -> Optional[BarrierStatus]:
+    def answer(rows: Rows) -> Optional[BarrierStatus]:
         if not rows:
             return None
-        row = _only(rows)
+        row = rows.named(_only(rows))
         return BarrierStatus(
-            id=row[0],
-            status=State(row[1]),
-            expected=row[2],
-            remaining=row[3],
-            created_at=row[4],
-            expires_at=row[5],
-            finished_at=row[6],
-            channel=row[7],
-            callback=row[8],
-            reason=row[9],
-            round=row[10],
+            id=row["id"],
+            status=State(row["status"]),
+            expected=row["expected"],
+            remaining=row["remaining"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            finished_at=row["finished_at"],
+            channel=row["channel"],
+            callback=row["callback"],
+            reason=row["reason"],
+            round=row["round"],
+            # 0.4's columns, with their 0.3 meaning where the server has none.
+            failed=row.get("failed", 0),
+            sealed=row.get("sealed", True),
+            need=row.get("need"),
         )
 
     return Call(
-        _statement(
-            schema,
-            "SELECT id, status, expected, remaining, created_at, expires_at, finished_at,"
-            " channel, callback, reason, round FROM {fn}(%s::text)",
-            "barrier_status",
-        ),
+        _statement(schema, "SELECT * FROM {fn}(%s::text)", "barrier_status"),
         (id,),
         answer,
     )
@@ -159,15 +239,26 @@ def results(schema: Optional[str], id: str) -> Call[Optional[list[Any]]]:
     )
 
 
+def _completion_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields a completion has since 0.4; a 0.3 server's completions are all complete,
+    without failures or missing slots."""
+    return {
+        "status": CompletionStatus(row.get("status", CompletionStatus.COMPLETE.value)),
+        "failed_slots": row.get("failed_slots", []),
+        "errors": row.get("errors", []),
+        "missing_slots": row.get("missing_slots", []),
+    }
+
+
 def take(schema: Optional[str], id: str) -> Call[Optional[Taken]]:
-    def answer(rows: list[Row]) -> Optional[Taken]:
+    def answer(rows: Rows) -> Optional[Taken]:
         if not rows:
             return None
-        results_, callback = _only(rows)
-        return Taken(results_, callback)
+        row = rows.named(_only(rows))
+        return Taken(row["results"], row["callback"], **_completion_fields(row))
 
     return Call(
-        _statement(schema, "SELECT results, callback FROM {fn}(%s::text)", "barrier_take"),
+        _statement(schema, "SELECT * FROM {fn}(%s::text)", "barrier_take"),
         (id,),
         answer,
     )
@@ -176,14 +267,24 @@ def take(schema: Optional[str], id: str) -> Call[Optional[Taken]]:
 def completions(
     schema: Optional[str], channel: Optional[str], max_rows: int
 ) -> Call[list[Completion]]:
+    def answer(rows: Rows) -> list[Completion]:
+        claimed = []
+        for row in map(rows.named, rows):
+            claimed.append(
+                Completion(
+                    row["id"],
+                    row["finished_at"],
+                    row["results"],
+                    row["callback"],
+                    **_completion_fields(row),
+                )
+            )
+        return claimed
+
     return Call(
-        _statement(
-            schema,
-            "SELECT id, finished_at, results, callback FROM {fn}(%s::text, %s::integer)",
-            "barrier_completions",
-        ),
+        _statement(schema, "SELECT * FROM {fn}(%s::text, %s::integer)", "barrier_completions"),
         (channel, max_rows),
-        lambda rows: [Completion(*row) for row in rows],
+        answer,
     )
 
 

@@ -28,6 +28,11 @@ Redelivered header tasks (``acks_late``, a worker killed mid-task) report the sa
 which answers ``duplicate`` and changes nothing. A header task that fails (after its own retries)
 aborts the barrier with a reason naming the slot: the callback never runs, and waiters see
 ``ABORTED``.
+
+Only a completion whose status is ``complete`` (every header task succeeded) runs the callback,
+as a chord's. ``fan_in``'s barriers never end otherwise, but a barrier of another shape on the
+same channel (pg_barrier 0.4: a completion with failures, a delivered expiry) would: such a
+completion is taken and logged as an error, never dispatched.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from kombu.exceptions import KombuError
 from kombu.utils import json as kombu_json
 from psycopg.types.json import Jsonb
 
-from . import Barriers, ReportStatus
+from . import Barriers, CompletionStatus, ReportStatus
 from .errors import InvalidArgument, LimitExceeded, SerializationFailure
 
 log = logging.getLogger(__name__)
@@ -116,13 +121,26 @@ def _dispatch(app: Celery, barrier_id: str, round: int, results: Any, callback: 
     signature.apply_async((decoded,), task_id=completion_key(barrier_id, round))
 
 
+def _not_a_chords(barrier_id: str, status: CompletionStatus) -> bool:
+    """Whether a completion is not one a chord's callback runs for (some header task failed,
+    or the barrier expired), logging that it is taken and dropped."""
+    if status is CompletionStatus.COMPLETE:
+        return False
+    log.error("pg_barrier: the completion of %r is %s, not a chord's completion; "
+              "it is taken and dropped", barrier_id, status.value)
+    return True
+
+
 def hand_off(app: Celery, barrier_id: str) -> bool:
     """Takes the barrier's completion and dispatches its callback, in one transaction: true if
-    this call dispatched it, false if it is not complete or someone else has taken it."""
+    this call dispatched it, false if it is not complete or someone else has taken it. A
+    completion that is not ``complete`` (a barrier of another shape) is taken, not dispatched."""
     barriers = _config(app).barriers()
     with barriers.conn.transaction():
         taken = barriers.take(barrier_id)
         if taken is None:
+            return False
+        if _not_a_chords(barrier_id, taken.status):
             return False
         # barrier_take holds the barrier's row until commit, so no new round can start between
         # the take and this read: the round is the one being handed out.
@@ -145,6 +163,8 @@ def recover(app: Celery) -> int:
             if not claimed:
                 break
             completion = claimed[0]
+            if _not_a_chords(completion.id, completion.status):
+                continue
             state = barriers.status(completion.id)
             assert state is not None
             try:
@@ -219,13 +239,14 @@ def configure(
             # and dropping it would strand the barrier until its ttl.
             _abort(app, barrier_id, f"slot {slot}: result refused: {refused}")
             raise
-        if answer.status in (
-            ReportStatus.COMPLETE,
+        if answer.completed or answer.status in (
             ReportStatus.DUPLICATE,
             ReportStatus.ALREADY_COMPLETE,
         ):
             # Complete: this report made it. Duplicate or already complete: a redelivery,
             # perhaps of the completing report whose process died before dispatching.
+            # (Complete with failures cannot happen to a fan_in's barrier, whose tasks never
+            # report a failure; hand_off takes such a completion without dispatching it.)
             hand_off(app, barrier_id)
         elif answer.status is not ReportStatus.PENDING:
             log.warning("pg_barrier: slot %d of %r answered %s", slot, barrier_id, answer.status)

@@ -8,17 +8,19 @@ writes (put a task's report in the transaction of its writes, and they commit or
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, Sequence, TypeVar
 
 import psycopg
+from psycopg import Column
 
 from . import _calls
-from ._calls import Call
+from ._calls import Call, Rows
 from ._types import (
     AbortStatus,
     BarrierStatus,
     Completion,
     EnqueueStatus,
+    OnExpiry,
     Report,
     Stats,
     Sweep,
@@ -27,6 +29,10 @@ from ._types import (
 from .errors import translate
 
 Answer = TypeVar("Answer")
+
+
+def _columns(description: Optional[Sequence[Column]]) -> list[str]:
+    return [column.name for column in description or ()]
 
 
 class _Api:
@@ -65,7 +71,7 @@ class Barriers(_Api):
         try:
             with self.conn.cursor() as cursor:
                 cursor.execute(call.query, call.params, prepare=self.prepare)
-                rows = cursor.fetchall()
+                rows = Rows(cursor.fetchall(), _columns(cursor.description))
         except psycopg.Error as error:
             mapped = translate(error)
             if mapped is error:
@@ -83,16 +89,52 @@ class Barriers(_Api):
         channel: Optional[str] = None,
         replace: bool = False,
         stall_timeout: Optional[timedelta] = None,
+        max_failures: Optional[int] = None,
+        need: Optional[int] = None,
+        sealed: bool = True,
+        on_expiry: OnExpiry = "discard",
+        parent: Optional[str] = None,
+        parent_slot: Optional[int] = None,
     ) -> EnqueueStatus:
-        """Registers barrier ``id``, complete after ``expected`` reports (``barrier_enqueue``)."""
+        """Registers barrier ``id``, complete after ``expected`` reports (``barrier_enqueue``).
+
+        The fan-in's shape (pg_barrier 0.4; each sent only when it differs from its default, so
+        a call without them works against a 0.3 server too): ``max_failures`` (abort once more
+        reports than this have failed), ``need`` (complete with the ``need``-th success, a
+        quorum), ``sealed=False`` (an open barrier: ``add`` tasks, then ``seal``),
+        ``on_expiry="deliver"`` (an expiry hands out what was reported), and ``parent`` with
+        ``parent_slot`` (this barrier's end reports into that slot of that barrier)."""
         return self._run(
-            _calls.enqueue(self.schema, id, expected, callback, ttl, channel, replace, stall_timeout)
+            _calls.enqueue(
+                self.schema, id, expected, callback, ttl, channel, replace, stall_timeout,
+                max_failures, need, sealed, on_expiry, parent, parent_slot,
+            )
         )
 
-    def report(self, id: str, result: Any = None, *, slot: Optional[int] = None) -> Report:
+    def report(
+        self, id: str, result: Any = None, *, slot: Optional[int] = None, failed: bool = False
+    ) -> Report:
         """One task's report with its result (``barrier_decr``); pass the task's ``slot`` so a
-        redelivered task answers ``DUPLICATE`` instead of counting twice."""
-        return self._run(_calls.report(self.schema, id, result, slot))
+        redelivered task answers ``DUPLICATE`` instead of counting twice.
+
+        ``failed=True`` reports the task failed, with ``result`` as its error: it counts toward
+        completion (``COMPLETE_WITH_FAILURES``) under the barrier's ``max_failures`` and
+        ``need``. A failed slot reporting again with ``failed=False`` (the retry succeeded)
+        replaces the failure while the barrier is pending."""
+        return self._run(_calls.report(self.schema, id, result, slot, failed))
+
+    def seal(self, id: str) -> Report:
+        """Seals an open barrier (``barrier_seal``): answers the completion if every report is in
+        (or the quorum is met), ``PENDING`` otherwise (and for a barrier sealed already),
+        ``ABORTED`` if its quorum can no longer be reached. Raises ``UnknownBarrier`` for an
+        unknown id and ``BarrierFinished`` for a finished barrier."""
+        return self._run(_calls.seal(self.schema, id))
+
+    def pending_slots(self, id: str) -> list[int]:
+        """The slots of a pending barrier that have not reported, ascending (for a barrier
+        counted without slots, the arrival positions still to come); ``[]`` for a finished one.
+        Raises ``UnknownBarrier`` for an unknown id."""
+        return self._run(_calls.pending_slots(self.schema, id))
 
     def abort(self, id: str, reason: Optional[str] = None) -> AbortStatus:
         """Aborts a live barrier (``barrier_abort``)."""
@@ -147,7 +189,7 @@ class AsyncBarriers(_Api):
         try:
             async with self.conn.cursor() as cursor:
                 await cursor.execute(call.query, call.params, prepare=self.prepare)
-                rows = await cursor.fetchall()
+                rows = Rows(await cursor.fetchall(), _columns(cursor.description))
         except psycopg.Error as error:
             mapped = translate(error)
             if mapped is error:
@@ -165,13 +207,30 @@ class AsyncBarriers(_Api):
         channel: Optional[str] = None,
         replace: bool = False,
         stall_timeout: Optional[timedelta] = None,
+        max_failures: Optional[int] = None,
+        need: Optional[int] = None,
+        sealed: bool = True,
+        on_expiry: OnExpiry = "discard",
+        parent: Optional[str] = None,
+        parent_slot: Optional[int] = None,
     ) -> EnqueueStatus:
         return await self._run(
-            _calls.enqueue(self.schema, id, expected, callback, ttl, channel, replace, stall_timeout)
+            _calls.enqueue(
+                self.schema, id, expected, callback, ttl, channel, replace, stall_timeout,
+                max_failures, need, sealed, on_expiry, parent, parent_slot,
+            )
         )
 
-    async def report(self, id: str, result: Any = None, *, slot: Optional[int] = None) -> Report:
-        return await self._run(_calls.report(self.schema, id, result, slot))
+    async def report(
+        self, id: str, result: Any = None, *, slot: Optional[int] = None, failed: bool = False
+    ) -> Report:
+        return await self._run(_calls.report(self.schema, id, result, slot, failed))
+
+    async def seal(self, id: str) -> Report:
+        return await self._run(_calls.seal(self.schema, id))
+
+    async def pending_slots(self, id: str) -> list[int]:
+        return await self._run(_calls.pending_slots(self.schema, id))
 
     async def abort(self, id: str, reason: Optional[str] = None) -> AbortStatus:
         return await self._run(_calls.abort(self.schema, id, reason))

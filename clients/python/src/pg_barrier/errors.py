@@ -35,8 +35,9 @@ class InvalidArgument(BarrierError):
 
 
 class BarrierConflict(BarrierError):
-    """42710: a live barrier with this id was enqueued with other arguments; pass
-    ``replace=True`` to start over."""
+    """42710: a live barrier with this id was enqueued with other arguments (pass
+    ``replace=True`` to start over), or the ``parent_slot`` asked for is taken: it has reported,
+    or another barrier reports into it. The message and detail say which."""
 
 
 class NotOwner(BarrierError):
@@ -44,17 +45,25 @@ class NotOwner(BarrierError):
 
 
 class UnknownBarrier(BarrierError):
-    """42704: ``add`` on an id no barrier has."""
+    """42704: ``add``, ``seal`` or ``pending_slots`` on an id no barrier has, or an enqueue whose
+    ``parent`` does not exist."""
 
 
 class BarrierFinished(BarrierError):
-    """55000: ``add`` on a finished barrier, or SQL objects older than the loaded library
-    (``ALTER EXTENSION pg_barrier UPDATE``)."""
+    """55000: ``add`` or ``seal`` on a finished barrier, an enqueue whose ``parent`` is finished,
+    or SQL objects older than the loaded library (``ALTER EXTENSION pg_barrier UPDATE``)."""
 
 
 class LimitExceeded(BarrierError):
     """54000: a result or callback over ``pg_barrier.max_result_bytes``, a barrier's results over
-    255 MB together, or a full notification queue at commit."""
+    255 MB together, or a full notification queue at commit. 54001: a JSON value nested too
+    deeply, or a barrier that would be nested more than 16 levels below its root (its
+    ``parent`` chain)."""
+
+
+class NestingError(BarrierError):
+    """42P19: the ``parent`` asked for would make the barrier its own ancestor. (A tree too
+    deep, more than 16 levels, is a :class:`LimitExceeded`: 54001.)"""
 
 
 class ReadOnly(BarrierError):
@@ -73,6 +82,7 @@ _BY_SQLSTATE = {
     "55000": BarrierFinished,
     "54000": LimitExceeded,
     "54001": LimitExceeded,
+    "42P19": NestingError,
     "25006": ReadOnly,
     "40001": SerializationFailure,
 }

@@ -75,7 +75,7 @@ class Waiter(_Settings):
     """Waits for barriers and hands out completions on a connection of its own (synchronous)::
 
         with Waiter(dsn) as waiter:
-            status = waiter.wait("report-42", timeout=60)     # COMPLETE, ABORTED or EXPIRED
+            status = waiter.wait("report-42", timeout=60)     # any State but PENDING
             for completion in waiter.completions("etl_done"):
                 handle(completion)   # committed as handed out when the next one is asked for
     """
@@ -143,7 +143,9 @@ class Waiter(_Settings):
             loop.close()
 
     def wait(self, id: str, timeout: float) -> BarrierStatus:
-        """The barrier's status once its round is finished (complete, aborted or expired).
+        """The barrier's status once its round is finished: complete, complete with failures,
+        aborted or expired. An open barrier (``sealed=False``) is not finished before it is
+        sealed, even with every report in.
 
         Raises :class:`TimeoutError` if it is still pending after ``timeout`` seconds and
         :class:`~pg_barrier.errors.UnknownBarrier` if there is no such barrier.
