@@ -102,7 +102,7 @@ if [[ $check == --check ]]; then
   example=$(awk '/^```sql$/ { n++; next } /^```$/ && n == 1 { exit } n == 1' README.md)
   answer=$(psql -h "$scratch/socket" -U postgres -d postgres -v ON_ERROR_STOP=1 -X -A -t \
     -F '|' -c "$example" 2>&1 | tail -1) || { echo "$answer" >&2; exit 1; }
-  expected='complete|0|[{"rows": 10}, {"rows": 12}, {"rows": 7}]|{"task": "merge"}'
+  expected='complete|0|[{"rows": 10}, {"rows": 12}, {"rows": 7}]|{"task": "merge"}|{}|[]|{}'
   if [[ $answer != "$expected" ]]; then
     printf 'the example answered\n  %s\nexpected\n  %s\n' "$answer" "$expected" >&2
     exit 1
