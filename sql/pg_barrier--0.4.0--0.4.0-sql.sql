@@ -1539,12 +1539,14 @@ BEGIN
     IF found_row.live AND (after IS NULL AND found_row.expected > 0
                            OR after < found_row.expected - 1) THEN
         -- generate_series in the select list yields one slot at a time (in FROM it would make
-        -- them all first): the LIMIT stops it after max_rows pending slots.
+        -- them all first), and each is looked up by a scalar subquery, which the planner cannot
+        -- turn into a join that reads them all (as it may turn NOT EXISTS): the LIMIT stops it
+        -- after max_rows pending slots.
         RETURN QUERY
         SELECT g.slot
           FROM (SELECT generate_series(COALESCE(after + 1, 0), found_row.expected - 1) AS slot) AS g
-         WHERE NOT EXISTS (SELECT FROM barrier_internal.my_result AS r
-                            WHERE r.barrier_id = id AND r.slot = g.slot)
+         WHERE (SELECT true FROM barrier_internal.my_result AS r
+                 WHERE r.barrier_id = id AND r.slot = g.slot) IS NULL
          LIMIT max_rows;
     END IF;
 END

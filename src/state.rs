@@ -907,13 +907,14 @@ static PENDING_BARRIER: Statement = Statement {
 };
 
 // The candidate slots come from a set-returning function in the select list, which yields them
-// one at a time (in FROM it would produce them all first): the LIMIT stops it after `max_rows`
-// pending slots, however many the barrier has.
+// one at a time (in FROM it would produce them all first), and each is looked up by a scalar
+// subquery, which the planner cannot turn into a join that reads them all (as it may turn NOT
+// EXISTS): the LIMIT stops it after `max_rows` pending slots, however many the barrier has.
 static PENDING_SLOTS: Statement = Statement {
     sql: "SELECT pg_catalog.array_agg(p.slot ORDER BY p.slot) FROM ( \
               SELECT g.slot FROM (SELECT pg_catalog.generate_series($2, $3) AS slot) g \
-               WHERE NOT EXISTS (SELECT FROM barrier_internal.result r \
-                                  WHERE r.barrier_id = $1 AND r.slot = g.slot) \
+               WHERE (SELECT true FROM barrier_internal.result r \
+                       WHERE r.barrier_id = $1 AND r.slot = g.slot) IS NULL \
                LIMIT $4) p",
     types: &[TEXT, INT4, INT4, INT8],
     writes: false,
