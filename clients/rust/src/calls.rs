@@ -347,12 +347,23 @@ pub async fn seal<C: GenericClient>(client: &C, id: &str) -> Result<Report, Erro
     report_from(&row)
 }
 
-/// The slots of a pending barrier that have not reported, ascending (for a barrier counted
-/// without slots, the arrival positions still to come); empty for a finished barrier. Fails
-/// with [`Error::UnknownBarrier`] or [`Error::NotOwner`].
-pub async fn pending_slots<C: GenericClient>(client: &C, id: &str) -> Result<Vec<i32>, Error> {
-    const SQL: &str = "SELECT slot FROM barrier_pending_slots(id => $1::text)";
-    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&id, Type::TEXT)];
+/// Up to `max_rows` slots of a pending barrier that have not reported, ascending, above `after`
+/// (page on with the last slot seen; for a barrier counted without slots, the arrival positions
+/// still to come); empty for a finished barrier. Fails with [`Error::UnknownBarrier`] or
+/// [`Error::NotOwner`].
+pub async fn pending_slots<C: GenericClient>(
+    client: &C,
+    id: &str,
+    max_rows: i32,
+    after: Option<i32>,
+) -> Result<Vec<i32>, Error> {
+    const SQL: &str = "SELECT slot FROM barrier_pending_slots(id => $1::text, \
+                       max_rows => $2::integer, after => $3::integer)";
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&id, Type::TEXT),
+        (&max_rows, Type::INT4),
+        (&after, Type::INT4),
+    ];
     let rows = client
         .query_typed(SQL, &params)
         .await

@@ -268,13 +268,13 @@ async fn an_open_barrier_completes_when_sealed() {
         (state.status, state.sealed, state.expected),
         (BarrierState::Pending, false, 0)
     );
-    let slots = pg_barrier_client::pending_slots(&client, &id).await;
+    let slots = pg_barrier_client::pending_slots(&client, &id, 1000, None).await;
     assert_eq!(slots.unwrap(), Vec::<i32>::new());
     assert_eq!(pg_barrier_client::add(&client, &id, 2).await.unwrap(), 2);
-    let slots = pg_barrier_client::pending_slots(&client, &id).await;
+    let slots = pg_barrier_client::pending_slots(&client, &id, 1000, None).await;
     assert_eq!(slots.unwrap(), [0, 1]);
     assert_eq!(ok(&client, &id, json!("b"), 1).await.remaining, Some(1));
-    let slots = pg_barrier_client::pending_slots(&client, &id).await;
+    let slots = pg_barrier_client::pending_slots(&client, &id, 1000, None).await;
     assert_eq!(slots.unwrap(), [0]);
     let answer = ok(&client, &id, json!("a"), 0).await;
     assert_eq!(
@@ -294,7 +294,7 @@ async fn an_open_barrier_completes_when_sealed() {
     assert_eq!((state.status, state.sealed), (BarrierState::Complete, true));
     let error = pg_barrier_client::seal(&client, &id).await.unwrap_err();
     assert!(matches!(error, Error::Finished(_)), "{error:?}");
-    let slots = pg_barrier_client::pending_slots(&client, &id).await;
+    let slots = pg_barrier_client::pending_slots(&client, &id, 1000, None).await;
     assert_eq!(slots.unwrap(), Vec::<i32>::new());
 
     // Sealed with reports to come: pending; sealing again changes nothing.
@@ -355,11 +355,11 @@ async fn pending_slots_lists_the_slots_still_to_report() {
     let client = connect(&dsn()).await;
     let id = unique_id("pending-slots");
     enqueue(&client, &id, 4, &EnqueueOptions::default()).await;
-    let slots = pg_barrier_client::pending_slots(&client, &id).await;
+    let slots = pg_barrier_client::pending_slots(&client, &id, 1000, None).await;
     assert_eq!(slots.unwrap(), [0, 1, 2, 3]);
     ok(&client, &id, Value::Null, 2).await;
     fail(&client, &id, Value::Null, 0).await;
-    let slots = pg_barrier_client::pending_slots(&client, &id).await;
+    let slots = pg_barrier_client::pending_slots(&client, &id, 1000, None).await;
     assert_eq!(slots.unwrap(), [1, 3], "a failed slot has reported");
 
     let unslotted = unique_id("pending-unslotted");
@@ -367,7 +367,7 @@ async fn pending_slots_lists_the_slots_still_to_report() {
     pg_barrier_client::decr(&client, &unslotted, Some(&json!("first")), None)
         .await
         .unwrap();
-    let slots = pg_barrier_client::pending_slots(&client, &unslotted).await;
+    let slots = pg_barrier_client::pending_slots(&client, &unslotted, 1000, None).await;
     assert_eq!(slots.unwrap(), [1, 2], "the arrival positions to come");
 
     let aborted = unique_id("pending-aborted");
@@ -375,16 +375,16 @@ async fn pending_slots_lists_the_slots_still_to_report() {
     pg_barrier_client::abort(&client, &aborted, None)
         .await
         .unwrap();
-    let slots = pg_barrier_client::pending_slots(&client, &aborted).await;
+    let slots = pg_barrier_client::pending_slots(&client, &aborted, 1000, None).await;
     assert_eq!(slots.unwrap(), Vec::<i32>::new());
 
     let unknown = unique_id("pending-unknown");
-    let error = pg_barrier_client::pending_slots(&client, &unknown)
+    let error = pg_barrier_client::pending_slots(&client, &unknown, 1000, None)
         .await
         .unwrap_err();
     assert!(matches!(error, Error::UnknownBarrier { .. }), "{error:?}");
     let other = connect(&other_dsn()).await;
-    let error = pg_barrier_client::pending_slots(&other, &id)
+    let error = pg_barrier_client::pending_slots(&other, &id, 1000, None)
         .await
         .unwrap_err();
     assert!(matches!(error, Error::NotOwner(_)), "{error:?}");
@@ -464,7 +464,7 @@ async fn children_report_into_their_parents_slots() {
     let (left, right) = (unique_id("left"), unique_id("right"));
     enqueue(&client, &left, 2, &child_of(&parent, 0)).await;
     enqueue(&client, &right, 1, &child_of(&parent, 1)).await;
-    let slots = pg_barrier_client::pending_slots(&client, &parent).await;
+    let slots = pg_barrier_client::pending_slots(&client, &parent, 1000, None).await;
     assert_eq!(slots.unwrap(), [0, 1]);
 
     ok(&client, &left, json!("l0"), 0).await;
@@ -473,7 +473,7 @@ async fn children_report_into_their_parents_slots() {
     assert_eq!(done.results, Some(json!(["l0", "l1"])));
     let taken = pg_barrier_client::take(&client, &left).await.unwrap();
     assert_eq!(taken, None, "the parent took the child's completion");
-    let slots = pg_barrier_client::pending_slots(&client, &parent).await;
+    let slots = pg_barrier_client::pending_slots(&client, &parent, 1000, None).await;
     assert_eq!(slots.unwrap(), [1]);
 
     let ended = fail(&client, &right, json!({"error": "x"}), 0).await;

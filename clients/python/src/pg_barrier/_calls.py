@@ -173,10 +173,16 @@ def seal(schema: Optional[str], id: str) -> Call[Report]:
     )
 
 
-def pending_slots(schema: Optional[str], id: str) -> Call[list[int]]:
+def pending_slots(
+    schema: Optional[str], id: str, max_rows: int = 1000, after: Optional[int] = None
+) -> Call[list[int]]:
     return Call(
-        _statement(schema, "SELECT slot FROM {fn}(%s::text)", "barrier_pending_slots"),
-        (id,),
+        _statement(
+            schema,
+            "SELECT slot FROM {fn}(%s::text, max_rows => %s::integer, after => %s::integer)",
+            "barrier_pending_slots",
+        ),
+        (id, max_rows, after),
         lambda rows: [int(row[0]) for row in rows],
     )
 

@@ -130,11 +130,14 @@ class Barriers(_Api):
         unknown id and ``BarrierFinished`` for a finished barrier."""
         return self._run(_calls.seal(self.schema, id))
 
-    def pending_slots(self, id: str) -> list[int]:
-        """The slots of a pending barrier that have not reported, ascending (for a barrier
-        counted without slots, the arrival positions still to come); ``[]`` for a finished one.
-        Raises ``UnknownBarrier`` for an unknown id."""
-        return self._run(_calls.pending_slots(self.schema, id))
+    def pending_slots(
+        self, id: str, max_rows: int = 1000, after: Optional[int] = None
+    ) -> list[int]:
+        """Up to ``max_rows`` slots of a pending barrier that have not reported, ascending,
+        above ``after`` (page on with the last slot seen; for a barrier counted without slots,
+        the arrival positions still to come); ``[]`` for a finished one. Raises
+        ``UnknownBarrier`` for an unknown id."""
+        return self._run(_calls.pending_slots(self.schema, id, max_rows, after))
 
     def abort(self, id: str, reason: Optional[str] = None) -> AbortStatus:
         """Aborts a live barrier (``barrier_abort``)."""
@@ -229,8 +232,10 @@ class AsyncBarriers(_Api):
     async def seal(self, id: str) -> Report:
         return await self._run(_calls.seal(self.schema, id))
 
-    async def pending_slots(self, id: str) -> list[int]:
-        return await self._run(_calls.pending_slots(self.schema, id))
+    async def pending_slots(
+        self, id: str, max_rows: int = 1000, after: Optional[int] = None
+    ) -> list[int]:
+        return await self._run(_calls.pending_slots(self.schema, id, max_rows, after))
 
     async def abort(self, id: str, reason: Optional[str] = None) -> AbortStatus:
         return await self._run(_calls.abort(self.schema, id, reason))
