@@ -209,6 +209,8 @@ def test_pending_slots(barriers, new_id, other_dsn):
     barriers.report(id, None, slot=2)
     barriers.report(id, None, slot=0, failed=True)  # a failed slot has reported
     assert barriers.pending_slots(id) == [1, 3]
+    assert barriers.pending_slots(id, max_rows=1) == [1]  # a page
+    assert barriers.pending_slots(id, max_rows=1, after=1) == [3]  # and the next
 
     unslotted = new_id()
     barriers.enqueue(unslotted, 3)

@@ -52,9 +52,12 @@ def test_the_shape_arguments_are_named_and_sent_only_when_set():
     assert _text(failed).endswith(", failed => %s::boolean)")
     assert failed.params[3:] == (True,)
     assert _text(_calls.seal(None, "id")) == 'SELECT * FROM "barrier_seal"(%s::text)'
-    assert _text(_calls.pending_slots(None, "id")) == (
-        'SELECT slot FROM "barrier_pending_slots"(%s::text)'
+    pages = _calls.pending_slots(None, "id", 10, 4)
+    assert _text(pages) == (
+        'SELECT slot FROM "barrier_pending_slots"'
+        "(%s::text, max_rows => %s::integer, after => %s::integer)"
     )
+    assert pages.params == ("id", 10, 4)
 
 
 def test_a_0_3_servers_rows_read_with_their_0_3_meaning():
