@@ -99,12 +99,15 @@ COMMENT ON VIEW barrier_internal.my_result IS
 -- Whether barrier `id` exists, whoever owns it. Runs as the tables' owner: a call that finds no
 -- barrier through the views learns from it whether the id is another role's (42501) or free, as
 -- the Rust build tells them apart. It says nothing more than that answer does.
+-- (PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameterised query on its tables.)
 CREATE FUNCTION barrier_internal.barrier_exists(id text) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT FROM barrier_internal.barrier AS b
-                    WHERE b.id OPERATOR(pg_catalog.=) ($1 COLLATE "C"))
+BEGIN
+    RETURN EXISTS (SELECT FROM barrier_internal.barrier AS b
+                    WHERE b.id OPERATOR(pg_catalog.=) (barrier_exists.id COLLATE "C"));
+END
 $$;
 
 -- Whether the current user has the privileges of the state tables' owner (is it, an inheriting
@@ -198,6 +201,42 @@ BEGIN
         PERFORM barrier_internal.raise('25006',
             fn || ': cannot change barriers in a read-only transaction', NULL,
             'On a hot standby, call it on the primary; reading functions work anywhere.');
+    END IF;
+    PERFORM barrier_internal.check_citus_role(fn);
+END
+$$;
+
+-- Where Citus distributes the state tables, only roles with the privileges of their owner may
+-- call (a barrier's owner is a role oid, and oids differ from node to node; the functions also
+-- write the tables directly there: src/distribute.sql). Elsewhere one catalog look-up.
+-- (hold_barrier, below, checks it again: it runs first in the report path, which skips
+-- check_writable outside read-only transactions.)
+CREATE FUNCTION barrier_internal.check_citus_role(fn text) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
+       AND NOT barrier_internal.has_owner_privileges() AND barrier_internal.distributed() THEN
+        PERFORM barrier_internal.raise('42501',
+            fn || ': where Citus distributes pg_barrier''s tables, only roles with the privileges of their owner may call it',
+            NULL,
+            'Call as the owner of the barrier_internal tables, as a member of it, or as a superuser (docs/scale-out.md).');
+    END IF;
+END
+$$;
+
+-- Where Citus distributes the state tables: the caller's role checked, and barrier `id`'s shard
+-- held until the transaction ends (barrier_internal.hold_shard in src/distribute.sql says why).
+-- Elsewhere one catalog look-up. Every call that changes a barrier runs it before it reads the
+-- barrier, as do the sweep and the completion queue for each barrier they lock.
+CREATE FUNCTION barrier_internal.hold_barrier(fn text, id text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
+       AND barrier_internal.distributed() THEN
+        PERFORM barrier_internal.check_citus_role(fn);
+        PERFORM barrier_internal.hold_shard(id);
     END IF;
 END
 $$;
@@ -592,6 +631,8 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 DECLARE
+    -- Bound once: Citus refuses a non-IMMUTABLE function inside CASE in a write.
+    statement_time constant timestamptz := statement_timestamp();
     handup constant boolean := level > 0;
     tried integer := 0;
     locked record;
@@ -785,7 +826,7 @@ BEGIN
        SET remaining = remaining, failed = now_failed, slotted = slot IS NOT NULL,
            result_bytes = weight, progress_at = statement_timestamp(),
            status = CASE WHEN ending = 'complete' THEN 'complete' ELSE b.status END,
-           finished_at = CASE WHEN ending = 'complete' THEN statement_timestamp() END
+           finished_at = CASE WHEN ending = 'complete' THEN statement_time END
      WHERE b.id = id;
     IF ending IS NULL THEN
         status := 'pending';
@@ -876,6 +917,8 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 #variable_conflict use_variable
 DECLARE
+    -- Bound once: Citus refuses a non-IMMUTABLE function inside CASE in a write.
+    statement_time constant timestamptz := statement_timestamp();
     the_round bigint;
 BEGIN
     DELETE FROM barrier_internal.my_result AS r WHERE r.barrier_id = new_round.id;
@@ -887,7 +930,7 @@ BEGIN
            created_at = statement_timestamp(),
            expires_at = statement_timestamp() + new_round.ttl,
            finished_at = CASE WHEN new_round.expected = 0 AND new_round.sealed
-                              THEN statement_timestamp() END,
+                              THEN statement_time END,
            progress_at = statement_timestamp(), taken_at = NULL, result_bytes = 0,
            failed = 0, need = new_round.need, sealed = new_round.sealed,
            deliver = new_round.deliver
@@ -939,6 +982,11 @@ DECLARE
     locked record;
     effective text;
 BEGIN
+    -- A parent's slot is claimed through a unique index, which Citus cannot keep across shards.
+    IF barrier_internal.distributed() THEN
+        PERFORM barrier_internal.raise('0A000',
+            fn || ': nested barriers are not supported where Citus distributes pg_barrier''s tables');
+    END IF;
     LOOP
         SELECT b.owner, b.status, b.expected, b.slotted,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1022,6 +1070,8 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    -- Bound once: Citus refuses a non-IMMUTABLE function inside CASE in a write.
+    statement_time constant timestamptz := statement_timestamp();
     id text COLLATE "C" := barrier_enqueue.id;
     channel text COLLATE "C" := barrier_enqueue.channel;
     parent text COLLATE "C" := barrier_enqueue.parent;
@@ -1127,6 +1177,7 @@ BEGIN
     -- An empty, sealed fan-in is complete at once.
     at_once := expected = 0 AND sealed;
     PERFORM barrier_internal.check_writable(fn);
+    PERFORM barrier_internal.hold_barrier(fn, id);
     -- The new barrier's owner: the current user (by oid, whatever its name becomes).
     me := to_regrole(quote_ident(current_user));
     IF me IS NULL THEN
@@ -1142,7 +1193,7 @@ BEGIN
         VALUES (id, 1, me,
                 CASE WHEN at_once THEN 'complete' ELSE 'pending' END, expected, expected,
                 statement_timestamp(), statement_timestamp() + the_ttl,
-                CASE WHEN at_once THEN statement_timestamp() END, statement_timestamp(),
+                CASE WHEN at_once THEN statement_time END, statement_timestamp(),
                 need, sealed, deliver)
         ON CONFLICT ((b.id)) DO NOTHING;
         IF FOUND THEN
@@ -1297,6 +1348,7 @@ BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN
         PERFORM barrier_internal.check_writable(fn);
     END IF;
+    PERFORM barrier_internal.hold_barrier(fn, id);
     done := barrier_internal.report(fn, id, slot, result, failed, size, 0, NULL);
     status := done.status;
     remaining := done.remaining;
@@ -1320,6 +1372,8 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
+    -- Bound once: Citus refuses a non-IMMUTABLE function inside CASE in a write.
+    statement_time constant timestamptz := statement_timestamp();
     id text COLLATE "C" := barrier_seal.id;
     fn constant text := 'barrier_seal';
     tried integer := 0;
@@ -1331,6 +1385,7 @@ DECLARE
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_writable(fn);
+    PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.expected, b.remaining, b.failed, b.need, b.sealed, b.round, b.owner,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1368,7 +1423,7 @@ BEGIN
         UPDATE barrier_internal.my_barrier AS b
            SET sealed = true,
                status = CASE WHEN ending = 'complete' THEN 'complete' ELSE b.status END,
-               finished_at = CASE WHEN ending = 'complete' THEN statement_timestamp() END
+               finished_at = CASE WHEN ending = 'complete' THEN statement_time END
          WHERE b.id = id;
     END IF;
     remaining := locked.remaining;
@@ -1410,6 +1465,7 @@ BEGIN
             || octet_length(reason) || ' bytes, the limit is 1024)');
     END IF;
     PERFORM barrier_internal.check_writable(fn);
+    PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.round,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1456,6 +1512,7 @@ DECLARE
     found_row record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, the_id);
+    PERFORM barrier_internal.check_citus_role(fn);
     LOOP
         SELECT b.id, b.status, b.expires_at <= statement_timestamp() AS past,
                b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at,
@@ -1518,6 +1575,7 @@ BEGIN
         PERFORM barrier_internal.raise('22023',
             fn || ': invalid argument "after": must be >= 0, got ' || after);
     END IF;
+    PERFORM barrier_internal.check_citus_role(fn);
     LOOP
         SELECT b.expected, b.status = 'pending' AND b.expires_at > statement_timestamp() AS live
           INTO found_row
@@ -1562,6 +1620,7 @@ DECLARE
     found_row record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
+    PERFORM barrier_internal.check_citus_role(fn);
     LOOP
         SELECT CASE WHEN (b.taken_at IS NULL
                           AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
@@ -1673,39 +1732,66 @@ DECLARE
     stalled_rounds bigint[];
     doomed text[];
     gone bigint;
+    candidate record;
+    locked_round bigint;
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
     PERFORM barrier_internal.check_writable(fn);
-    -- Rows another transaction holds are skipped: sweeps never wait or deadlock, and two never
-    -- pick the same barrier.
-    SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
-      INTO due_ids, due_rounds
-      FROM (SELECT b.id, b.round
-              FROM barrier_internal.barrier AS b
-             WHERE b.status = 'pending' AND b.expires_at <= statement_timestamp()
-             ORDER BY b.expires_at
-             LIMIT max_rows
-               FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+    -- Candidates are listed, then each is locked on its own, skipped if another transaction
+    -- holds it (sweeps never wait or deadlock, and two never pick the same barrier) or if it no
+    -- longer qualifies: Citus plans no lock over many shards, and this one form serves both.
+    due_ids := '{}';
+    due_rounds := '{}';
+    FOR candidate IN
+        SELECT b.id FROM barrier_internal.barrier AS b
+         WHERE b.status = 'pending' AND b.expires_at <= statement_timestamp()
+         ORDER BY b.expires_at
+         LIMIT max_rows
+    LOOP
+        PERFORM barrier_internal.hold_barrier(fn, candidate.id);
+        SELECT b.round INTO locked_round
+          FROM barrier_internal.barrier AS b
+         WHERE b.id = candidate.id
+           AND b.status = 'pending' AND b.expires_at <= statement_timestamp()
+           FOR NO KEY UPDATE OF b SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        due_ids := due_ids || candidate.id;
+        due_rounds := due_rounds || locked_round;
+    END LOOP;
+    stalled_ids := '{}';
+    stalled_rounds := '{}';
     IF cardinality(due_ids) < max_rows THEN
         -- progress_at + stall_timeout only where it cannot leave the timestamp range: a
         -- progress_at in the future has not stalled, and the API's stall_timeout is at most a
         -- century.
-        SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
-          INTO stalled_ids, stalled_rounds
-          FROM (SELECT b.id, b.round
-                  FROM barrier_internal.barrier_spec AS s
-                  JOIN barrier_internal.barrier AS b ON b.id = s.id
-                 WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
-                   AND b.expires_at > statement_timestamp()
-                   AND CASE WHEN b.progress_at <= statement_timestamp()
-                                 AND barrier_internal.within_a_century(s.stall_timeout)
-                            THEN b.progress_at + s.stall_timeout <= statement_timestamp()
-                            ELSE false END
-                 LIMIT max_rows - cardinality(due_ids)
-                   FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
-    ELSE
-        stalled_ids := '{}';
-        stalled_rounds := '{}';
+        FOR candidate IN
+            SELECT b.id
+              FROM barrier_internal.barrier_spec AS s
+              JOIN barrier_internal.barrier AS b ON b.id = s.id
+             WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
+               AND b.expires_at > statement_timestamp()
+               AND CASE WHEN b.progress_at <= statement_timestamp()
+                             AND barrier_internal.within_a_century(s.stall_timeout)
+                        THEN b.progress_at + s.stall_timeout <= statement_timestamp()
+                        ELSE false END
+             LIMIT max_rows - cardinality(due_ids)
+        LOOP
+            PERFORM barrier_internal.hold_barrier(fn, candidate.id);
+            SELECT b.round INTO locked_round
+              FROM barrier_internal.barrier_spec AS s
+              JOIN barrier_internal.barrier AS b ON b.id = s.id
+             WHERE b.id = candidate.id AND s.id = candidate.id
+               AND s.stall_timeout IS NOT NULL AND b.status = 'pending'
+               AND b.expires_at > statement_timestamp()
+               AND CASE WHEN b.progress_at <= statement_timestamp()
+                             AND barrier_internal.within_a_century(s.stall_timeout)
+                        THEN b.progress_at + s.stall_timeout <= statement_timestamp()
+                        ELSE false END
+               FOR NO KEY UPDATE OF b SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            stalled_ids := stalled_ids || candidate.id;
+            stalled_rounds := stalled_rounds || locked_round;
+        END LOOP;
     END IF;
     FOR i IN 1 .. cardinality(due_ids) LOOP
         PERFORM barrier_internal.expire(due_ids[i], due_rounds[i], NULL);
@@ -1717,15 +1803,25 @@ BEGIN
 
     -- Finished barriers past the retention (aborted ones not before their expiry, so that late
     -- reports still learn they were aborted), deleted by id.
-    SELECT array_agg(d.id) INTO doomed
-      FROM (SELECT b.id FROM barrier_internal.barrier AS b
-             WHERE b.status <> 'pending'
-               AND b.finished_at <= statement_timestamp() - retention
-               AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
-             LIMIT max_rows
-               FOR UPDATE OF b SKIP LOCKED) AS d;
+    doomed := '{}';
+    FOR candidate IN
+        SELECT b.id FROM barrier_internal.barrier AS b
+         WHERE b.status <> 'pending'
+           AND b.finished_at <= statement_timestamp() - retention
+           AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
+         LIMIT max_rows
+    LOOP
+        PERFORM barrier_internal.hold_barrier(fn, candidate.id);
+        PERFORM FROM barrier_internal.barrier AS b
+          WHERE b.id = candidate.id AND b.status <> 'pending'
+            AND b.finished_at <= statement_timestamp() - retention
+            AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
+            FOR UPDATE OF b SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        doomed := doomed || candidate.id;
+    END LOOP;
     gone := 0;
-    IF doomed IS NOT NULL THEN
+    IF cardinality(doomed) > 0 THEN
         DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = ANY (doomed);
         DELETE FROM barrier_internal.barrier_spec AS s WHERE s.id = ANY (doomed);
         DELETE FROM barrier_internal.barrier AS b WHERE b.id = ANY (doomed);
@@ -1796,6 +1892,7 @@ DECLARE
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_writable(fn);
+    PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.taken_at IS NOT NULL AS taken, b.deliver, b.expected, b.remaining,
                b.failed, b.round,
@@ -1863,6 +1960,7 @@ BEGIN
          WHERE b.taken_at IS NULL AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
          ORDER BY b.finished_at, b.id
     LOOP
+        PERFORM barrier_internal.hold_barrier(fn, candidate.id);
         SELECT b.expected, b.remaining, b.failed, b.status <> 'complete' AS expired
           INTO locked
           FROM barrier_internal.my_barrier AS b
@@ -1899,6 +1997,7 @@ BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_positive(fn, 'extra', extra);
     PERFORM barrier_internal.check_writable(fn);
+    PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.expected, b.need, b.deliver,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1946,6 +2045,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 BEGIN
+    PERFORM barrier_internal.check_citus_role('barrier_stats');
     RETURN QUERY
     SELECT count(*) FILTER (WHERE b.status = 'pending'
                               AND b.expires_at > statement_timestamp()),

@@ -5,7 +5,7 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 
-use crate::context::write_as_owner;
+use crate::context::{write_as_owner, write_barrier_as_owner};
 use crate::ending;
 use crate::error::{report, BarrierError};
 use crate::jsonb::RawJsonb;
@@ -33,7 +33,7 @@ fn barrier_take(
 > {
     report("barrier_take", || {
         let id = validate::id(id)?;
-        let taken = write_as_owner(|client, caller| {
+        let taken = write_barrier_as_owner(id, |client, caller| {
             let Some(mut barrier) = state::lock(client, id)? else {
                 return Ok(None);
             };

@@ -21,6 +21,9 @@ pub struct Caller {
     /// The memory context the function was called in: values returned to the caller are copied
     /// here, so they outlive SPI but not the call.
     pub memory: pg_sys::MemoryContext,
+    /// Citus distributes the state tables (set by `write_barrier_as_owner`): statements that
+    /// Citus cannot route to the barrier's node alone are not used.
+    pub sharded: bool,
 }
 
 impl Caller {
@@ -30,6 +33,7 @@ impl Caller {
             Caller {
                 role: pg_sys::GetUserId(),
                 memory: pg_sys::CurrentMemoryContext,
+                sharded: false,
             }
         }
     }
@@ -48,7 +52,26 @@ pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result
     let caller = Caller::capture();
     let _settings = PinnedSettings::enter();
     let _as_owner = AsStateOwner::enter()?;
-    Spi::connect_mut(|client| work(client, caller))
+    Spi::connect_mut(|client| {
+        check_citus_role(client, caller)?;
+        work(client, caller)
+    })
+}
+
+/// `write_as_owner` for a call that changes barrier `id`. Where Citus distributes the tables, it
+/// first holds the metadata lock of the barrier's shard (`barrier_internal.hold_shard` in
+/// src/distribute.sql says why): a shard move and the call then never overlap.
+pub fn write_barrier_as_owner<T>(
+    id: &str,
+    work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result<T>,
+) -> Result<T> {
+    write_as_owner(|client, mut caller| {
+        if citus_installed() && crate::state::distributed(client)? {
+            crate::state::hold_shard(client, id)?;
+            caller.sharded = true;
+        }
+        work(client, caller)
+    })
 }
 
 /// Like `write_as_owner`, for work that only reads.
@@ -57,7 +80,35 @@ pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, Caller) -> Result<T>) 
     let caller = Caller::capture();
     let _settings = PinnedSettings::enter();
     let _as_owner = AsStateOwner::enter()?;
-    Spi::connect(|client| work(client, caller))
+    Spi::connect(|client| {
+        check_citus_role(client, caller)?;
+        work(client, caller)
+    })
+}
+
+/// Where Citus distributes the state tables, only roles with the privileges of their owner may
+/// call: a barrier's owner is a role oid, and oids differ from node to node. Elsewhere this costs
+/// one catalog-cache look-up, for the callers that are not the owner.
+fn check_citus_role(client: &SpiClient<'_>, caller: Caller) -> Result<()> {
+    if crate::owner::may_act(caller, state_owner()?) {
+        return Ok(());
+    }
+    if citus_installed() && crate::state::distributed(client)? {
+        return Err(BarrierError::NotOwnerOnCitus);
+    }
+    Ok(())
+}
+
+/// Whether Citus is installed in this database (its catalog exists): one catalog-cache look-up.
+fn citus_installed() -> bool {
+    // SAFETY: a catalog cache look-up by name.
+    let catalog = unsafe {
+        pg_sys::get_relname_relid(
+            c"pg_dist_partition".as_ptr(),
+            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+        )
+    };
+    catalog != pg_sys::InvalidOid
 }
 
 /// The owner of the state tables, from the catalog caches: no SPI, no transaction id, nothing

@@ -51,6 +51,11 @@ pub enum BarrierError {
     Conflict { id: String, detail: String },
     /// The calling role may not act on this barrier.
     NotOwner { id: String },
+    /// A role without the tables' owner's privileges, where the tables are distributed by Citus
+    /// (role oids differ from node to node, so a barrier's owner means nothing there).
+    NotOwnerOnCitus,
+    /// Something Citus cannot keep (nesting).
+    NotOnCitus { what: &'static str },
     /// A call that changes barriers, in a read-only transaction (also every transaction on a
     /// hot standby).
     ReadOnly,
@@ -102,7 +107,10 @@ impl BarrierError {
             }
             BarrierError::Cycle { .. } => PgSqlErrorCode::ERRCODE_INVALID_RECURSION,
             BarrierError::TooDeep { .. } => PgSqlErrorCode::ERRCODE_STATEMENT_TOO_COMPLEX,
-            BarrierError::NotOwner { .. } => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            BarrierError::NotOwner { .. } | BarrierError::NotOwnerOnCitus => {
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
+            BarrierError::NotOnCitus { .. } => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             BarrierError::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             BarrierError::OutdatedSchema { .. } | BarrierError::SqlEdition { .. } => {
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -201,6 +209,17 @@ impl BarrierError {
             )
             .set_detail("A barrier belongs to the role that enqueued it.")
             .set_hint("Call as that role, as a member of it, or as a superuser."),
+            BarrierError::NotOwnerOnCitus => ErrorReport::new(
+                code,
+                format!("{function}: where Citus distributes pg_barrier's tables, only roles with the privileges of their owner may call it"),
+                function,
+            )
+            .set_hint("Call as the owner of the barrier_internal tables, as a member of it, or as a superuser (docs/scale-out.md)."),
+            BarrierError::NotOnCitus { what } => ErrorReport::new(
+                code,
+                format!("{function}: {what} are not supported where Citus distributes pg_barrier's tables"),
+                function,
+            ),
             BarrierError::ReadOnly => ErrorReport::new(
                 code,
                 format!("{function}: cannot change barriers in a read-only transaction"),

@@ -39,6 +39,11 @@
 //!
 //! `pg_barrier.fast_path = off` (superuser) sends every report to the SQL path.
 //!
+//! On Citus (docs/scale-out.md) the rows live in shards, not in the tables this path opens, and
+//! Citus puts a truncate trigger on every distributed table: the path declines every report
+//! there, and `barrier_distribute` empties the coordinator's local copies, so that nothing this
+//! path could find is left in them either.
+//!
 //! Built for PostgreSQL 15 to 18. Where their access-method API differs, the code says which
 //! major does what: PostgreSQL 16 made `heap_update` report which indexes an update needs
 //! (`TU_UpdateIndexes`, with summarizing indexes apart) and gave `ExecInsertIndexTuples` the

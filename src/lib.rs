@@ -32,6 +32,8 @@ mod version;
 
 // The state tables, hand-written; every generated function comes after them.
 extension_sql_file!("schema.sql", name = "state_tables", bootstrap);
+// Citus: barrier_distribute and its helpers, shared with the SQL edition.
+extension_sql_file!("distribute.sql", name = "citus", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -6,7 +6,7 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::context::write_as_owner;
+use crate::context::write_barrier_as_owner;
 use crate::ending;
 use crate::error::{report, BarrierError, Result};
 use crate::jsonb::RawJsonb;
@@ -142,7 +142,7 @@ fn barrier_enqueue_v2(
 }
 
 fn enqueue(id: &str, spec: &Spec<'_>, replace: bool) -> Result<Status> {
-    write_as_owner(|client, caller| {
+    write_barrier_as_owner(id, |client, caller| {
         // The row may vanish between a failed insert and the lock (a sweep deleting a tombstone),
         // so try again once; a second miss cannot happen inside one transaction's own snapshot.
         for _ in 0..2 {
@@ -228,7 +228,7 @@ fn barrier_abort(id: Option<&str>, reason: default!(Option<&str>, "NULL")) -> St
 }
 
 fn abort(id: &str, reason: Option<&str>) -> Result<AbortStatus> {
-    write_as_owner(|client, caller| {
+    write_barrier_as_owner(id, |client, caller| {
         let Some(barrier) = state::lock(client, id)? else {
             return Ok(AbortStatus::Unknown);
         };
@@ -259,7 +259,7 @@ fn barrier_add(id: Option<&str>, extra: Option<i32>) -> i32 {
     report("barrier_add", || {
         let id = validate::id(id)?;
         let extra = validate::positive_count("extra", extra)?;
-        write_as_owner(|client, caller| {
+        write_barrier_as_owner(id, |client, caller| {
             let Some(barrier) = state::lock(client, id)? else {
                 return Err(BarrierError::Unknown { id: id.to_string() });
             };
@@ -307,7 +307,7 @@ fn barrier_seal(
 > {
     report("barrier_seal", || {
         let id = validate::id(id)?;
-        let sealed = write_as_owner(|client, caller| seal(client, id, caller))?;
+        let sealed = write_barrier_as_owner(id, |client, caller| seal(client, id, caller))?;
         Ok(TableIterator::once(sealed.into_row()))
     })
 }

@@ -48,6 +48,12 @@ pub fn check_parent(
     slot: i32,
     claim: Option<(String, i32)>,
 ) -> Result<()> {
+    // A parent's slot is claimed through a unique index, which Citus cannot keep across shards.
+    if state::distributed(client)? {
+        return Err(BarrierError::NotOnCitus {
+            what: "nested barriers",
+        });
+    }
     let Some(barrier) = state::lock(client, parent)? else {
         return Err(BarrierError::Unknown {
             id: parent.to_string(),

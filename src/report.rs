@@ -9,7 +9,7 @@
 
 use pgrx::prelude::*;
 
-use crate::context::write_as_owner;
+use crate::context::write_barrier_as_owner;
 use crate::ending;
 use crate::error::{report, BarrierError, Result};
 use crate::fast_path;
@@ -187,9 +187,12 @@ fn decrement(
             return Ok(Decrement::counted(ReportStatus::Pending, remaining));
         }
     }
-    write_as_owner(|client, caller| {
+    write_barrier_as_owner(id, |client, caller| {
         let weight = validate::result_weight(result);
-        let barrier = if failed {
+        // On Citus the one-statement report (a CTE that writes two tables) is planned across
+        // every node, through intermediate results and a two-phase commit: the plain lock and
+        // count below stay on the barrier's node.
+        let barrier = if failed || caller.sharded {
             state::lock(client, id)?
         } else {
             match state::lock_and_count(client, id, result, slot, caller.role, weight)? {

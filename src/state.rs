@@ -106,6 +106,17 @@ const BOOL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::BOOLOID);
 const JSONB: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::JSONBOID);
 const INTERVAL: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::INTERVALOID);
 const TEXT_ARRAY: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TEXTARRAYOID);
+const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(pg_sys::BuiltinOid::TIMESTAMPTZOID);
+
+/// `statement_timestamp()`, as a value to bind. Citus refuses a statement that calls a
+/// non-IMMUTABLE function inside CASE or COALESCE (it cannot evaluate it once, up front, for the
+/// shard), so a time that only some rows get is bound as a parameter instead.
+fn statement_time() -> Result<TimestampWithTimeZone> {
+    // SAFETY: reads the start time of the current statement, set for every statement.
+    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    TimestampWithTimeZone::try_from(now)
+        .map_err(|e| BarrierError::Internal(format!("statement time: {e:?}")))
+}
 
 /// A statement and its parameter types; prepared on first use in each backend.
 struct Statement {
@@ -318,10 +329,10 @@ static INSERT_BARRIER: Statement = Statement {
                   finished_at, progress_at, need, sealed, deliver) \
           VALUES ($1, 1, $2, CASE WHEN $3 = 0 AND $6 THEN 'complete' ELSE 'pending' END, $3, $3, \
                   pg_catalog.statement_timestamp(), pg_catalog.statement_timestamp() + $4, \
-                  CASE WHEN $3 = 0 AND $6 THEN pg_catalog.statement_timestamp() END, \
+                  CASE WHEN $3 = 0 AND $6 THEN $8 END, \
                   pg_catalog.statement_timestamp(), $5, $6, $7) \
           ON CONFLICT (id) DO NOTHING",
-    types: &[TEXT, OID, INT4, INTERVAL, INT4, BOOL, BOOL],
+    types: &[TEXT, OID, INT4, INTERVAL, INT4, BOOL, BOOL, TIMESTAMPTZ],
     writes: true,
 };
 
@@ -344,6 +355,7 @@ pub fn insert_barrier(
                 spec.need.into(),
                 spec.sealed.into(),
                 spec.deliver.into(),
+                statement_time()?.into(),
             ],
         )?
         .len()
@@ -358,12 +370,12 @@ static NEW_ROUND: Statement = Statement {
                  expected = $2, remaining = $2, slotted = NULL, \
                  created_at = pg_catalog.statement_timestamp(), \
                  expires_at = pg_catalog.statement_timestamp() + $3, \
-                 finished_at = CASE WHEN $2 = 0 AND $5 THEN pg_catalog.statement_timestamp() END, \
+                 finished_at = CASE WHEN $2 = 0 AND $5 THEN $7 END, \
                  progress_at = pg_catalog.statement_timestamp(), taken_at = NULL, \
                  result_bytes = 0, failed = 0, need = $4, sealed = $5, deliver = $6 \
            WHERE id = $1 \
           RETURNING round",
-    types: &[TEXT, INT4, INTERVAL, INT4, BOOL, BOOL],
+    types: &[TEXT, INT4, INTERVAL, INT4, BOOL, BOOL, TIMESTAMPTZ],
     writes: true,
 };
 
@@ -379,6 +391,7 @@ pub fn start_new_round(client: &mut SpiClient<'_>, id: &str, spec: &Spec<'_>) ->
             spec.need.into(),
             spec.sealed.into(),
             spec.deliver.into(),
+            statement_time()?.into(),
         ],
     )?;
     let round = table
@@ -576,9 +589,9 @@ static COUNT: Statement = Statement {
              SET remaining = $2, slotted = $3, result_bytes = $4, failed = $5, \
                  progress_at = pg_catalog.statement_timestamp(), \
                  status = CASE WHEN $6 THEN 'complete' ELSE status END, \
-                 finished_at = CASE WHEN $6 THEN pg_catalog.statement_timestamp() END \
+                 finished_at = CASE WHEN $6 THEN $7 END \
            WHERE id = $1",
-    types: &[TEXT, INT4, BOOL, INT8, INT4, BOOL],
+    types: &[TEXT, INT4, BOOL, INT8, INT4, BOOL, TIMESTAMPTZ],
     writes: true,
 };
 
@@ -605,6 +618,7 @@ pub fn count(client: &mut SpiClient<'_>, id: &str, counted: &Counted) -> Result<
             counted.result_bytes.into(),
             counted.failed.into(),
             counted.complete.into(),
+            statement_time()?.into(),
         ],
     )?;
     Ok(())
@@ -980,29 +994,122 @@ pub fn notify(
     Ok(())
 }
 
+// Where Citus distributes the tables (`distributed`), no statement may lock rows of many shards
+// at once. The statements that lock rows across barriers then run in two steps: the candidates
+// are listed without a lock, then each is locked by its id (one shard), skipping it if another
+// transaction holds it or if it no longer qualifies. Each pair shares its conditions (these
+// macros), so the two forms cannot drift apart.
+
+macro_rules! due_by_ttl {
+    ($($tail:literal)*) => {
+        concat!(
+            "SELECT b.id, b.round, true FROM barrier_internal.barrier b \
+              WHERE b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() ",
+            $($tail),*
+        )
+    };
+}
+
+macro_rules! due_by_stall {
+    ($($tail:literal)*) => {
+        concat!(
+            "SELECT b.id, b.round, false \
+               FROM barrier_internal.barrier_spec s \
+               JOIN barrier_internal.barrier b ON b.id = s.id \
+              WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending' \
+                AND b.expires_at > pg_catalog.statement_timestamp() \
+                AND b.progress_at + s.stall_timeout <= pg_catalog.statement_timestamp() ",
+            $($tail),*
+        )
+    };
+}
+
 static SWEEP_DUE_TTL: Statement = Statement {
-    sql: "SELECT b.id, b.round, true \
-            FROM barrier_internal.barrier b \
-           WHERE b.status = 'pending' AND b.expires_at <= pg_catalog.statement_timestamp() \
-           ORDER BY b.expires_at \
-           LIMIT $1 \
-             FOR NO KEY UPDATE OF b SKIP LOCKED",
+    sql: due_by_ttl!("ORDER BY b.expires_at LIMIT $1 FOR NO KEY UPDATE OF b SKIP LOCKED"),
     types: &[INT4],
     writes: true,
 };
 
 static SWEEP_DUE_STALL: Statement = Statement {
-    sql: "SELECT b.id, b.round, false \
-            FROM barrier_internal.barrier_spec s \
-            JOIN barrier_internal.barrier b ON b.id = s.id \
-           WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending' \
-             AND b.expires_at > pg_catalog.statement_timestamp() \
-             AND b.progress_at + s.stall_timeout <= pg_catalog.statement_timestamp() \
-           LIMIT $1 \
-             FOR NO KEY UPDATE OF b SKIP LOCKED",
+    sql: due_by_stall!("LIMIT $1 FOR NO KEY UPDATE OF b SKIP LOCKED"),
     types: &[INT4],
     writes: true,
 };
+
+static SHARDED_DUE_TTL: [Statement; 2] = [
+    Statement {
+        sql: due_by_ttl!("ORDER BY b.expires_at LIMIT $1"),
+        types: &[INT4],
+        writes: false,
+    },
+    Statement {
+        sql: due_by_ttl!("AND b.id = $1 FOR NO KEY UPDATE OF b SKIP LOCKED"),
+        types: &[TEXT],
+        writes: true,
+    },
+];
+
+static SHARDED_DUE_STALL: [Statement; 2] = [
+    Statement {
+        sql: due_by_stall!("LIMIT $1"),
+        types: &[INT4],
+        writes: false,
+    },
+    Statement {
+        sql: due_by_stall!("AND b.id = $1 AND s.id = $1 FOR NO KEY UPDATE OF b SKIP LOCKED"),
+        types: &[TEXT],
+        writes: true,
+    },
+];
+
+static DISTRIBUTED: Statement = Statement {
+    sql: "SELECT barrier_internal.distributed()",
+    types: &[],
+    writes: false,
+};
+
+static HOLD_SHARD: Statement = Statement {
+    sql: "SELECT barrier_internal.hold_shard($1)",
+    types: &[TEXT],
+    writes: true,
+};
+
+/// Holds the metadata lock of barrier `id`'s shard until the transaction ends (distributed
+/// tables only: see `barrier_internal.hold_shard` in src/distribute.sql).
+pub fn hold_shard(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
+    HOLD_SHARD.write(client, &[id.into()])?;
+    Ok(())
+}
+
+/// Whether Citus distributes the state tables in this database.
+pub fn distributed(client: &SpiClient<'_>) -> Result<bool> {
+    let table = DISTRIBUTED.read(client, &[])?;
+    required(table.first().get::<bool>(1)?)
+}
+
+/// The two-step form of a locking statement over many barriers, for distributed tables:
+/// `list` (its arguments `args`) gives candidate ids, `lock` (its arguments `lock_args(id)`)
+/// locks one that still qualifies. Returns the rows of `lock`, in the order of `list`.
+fn lock_each<T>(
+    client: &mut SpiClient<'_>,
+    [list, lock]: &'static [Statement; 2],
+    args: &[DatumWithOid<'_>],
+    lock_args: impl for<'x> Fn(&'x str) -> Vec<DatumWithOid<'x>>,
+    mut read: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let candidates = list
+        .read(client, args)?
+        .map(|row| required(row.get::<String>(1)?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut locked = Vec::new();
+    for id in candidates {
+        hold_shard(client, &id)?;
+        if let Some(row) = lock.write(client, &lock_args(&id))?.next() {
+            locked.push(read(&row)?);
+        }
+    }
+    Ok(locked)
+}
 
 /// A pending barrier the sweep found past its ttl or its no-progress window, now locked.
 pub struct Due {
@@ -1016,6 +1123,20 @@ pub struct Due {
 /// and two sweeps never pick the same barrier.
 pub fn lock_due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Due>> {
     // Past the ttl through its index; stalled through the (few) barriers that have a window.
+    if distributed(client)? {
+        let mut due = lock_each(client, &SHARDED_DUE_TTL, &[limit.into()], by_id, due_row)?;
+        let left = limit - due.len() as i32;
+        if left > 0 {
+            due.extend(lock_each(
+                client,
+                &SHARDED_DUE_STALL,
+                &[left.into()],
+                by_id,
+                due_row,
+            )?);
+        }
+        return Ok(due);
+    }
     let mut due = due_rows(SWEEP_DUE_TTL.write(client, &[limit.into()])?)?;
     let left = limit - due.len() as i32;
     if left > 0 {
@@ -1024,29 +1145,56 @@ pub fn lock_due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Due>> {
     Ok(due)
 }
 
+fn by_id(id: &str) -> Vec<DatumWithOid<'_>> {
+    vec![id.into()]
+}
+
 fn due_rows(table: SpiTupleTable<'_>) -> Result<Vec<Due>> {
-    table
-        .into_iter()
-        .map(|row| {
-            Ok(Due {
-                id: required(row.get(1)?)?,
-                by_ttl: required(row.get(3)?)?,
-            })
-        })
-        .collect()
+    table.into_iter().map(|row| due_row(&row)).collect()
+}
+
+fn due_row(row: &pgrx::spi::SpiHeapTupleData<'_>) -> Result<Due> {
+    Ok(Due {
+        id: required(row.get(1)?)?,
+        by_ttl: required(row.get(3)?)?,
+    })
+}
+
+// `$2` is the retention.
+macro_rules! doomed {
+    ($($tail:literal)*) => {
+        concat!(
+            "SELECT b.id FROM barrier_internal.barrier b \
+              WHERE b.status <> 'pending' \
+                AND b.finished_at <= pg_catalog.statement_timestamp() - $2 \
+                AND (b.status <> 'aborted' OR b.expires_at <= pg_catalog.statement_timestamp()) ",
+            $($tail),*
+        )
+    };
 }
 
 static SWEEP_DOOMED: Statement = Statement {
-    sql: "SELECT pg_catalog.array_agg(d.id) FROM ( \
-              SELECT b.id FROM barrier_internal.barrier b \
-               WHERE b.status <> 'pending' \
-                 AND b.finished_at <= pg_catalog.statement_timestamp() - $2 \
-                 AND (b.status <> 'aborted' OR b.expires_at <= pg_catalog.statement_timestamp()) \
-               LIMIT $1 \
-                 FOR UPDATE OF b SKIP LOCKED) d",
+    sql: concat!(
+        "SELECT pg_catalog.array_agg(d.id) FROM (",
+        doomed!("LIMIT $1 FOR UPDATE OF b SKIP LOCKED"),
+        ") d"
+    ),
     types: &[INT4, INTERVAL],
     writes: true,
 };
+
+static SHARDED_DOOMED: [Statement; 2] = [
+    Statement {
+        sql: doomed!("LIMIT $1"),
+        types: &[INT4, INTERVAL],
+        writes: false,
+    },
+    Statement {
+        sql: doomed!("AND b.id = $1 FOR UPDATE OF b SKIP LOCKED"),
+        types: &[TEXT, INTERVAL],
+        writes: true,
+    },
+];
 
 // Deletes by a list of ids: one index probe per id whatever the tables' statistics were when
 // the plan was made (a join with the list could be planned as a scan of every result).
@@ -1075,11 +1223,21 @@ pub fn delete_finished(
     limit: i32,
     retention: Interval,
 ) -> Result<usize> {
-    let doomed = only_row(SWEEP_DOOMED.write(client, &[limit.into(), retention.into()])?)
-        .map(|row| row.get::<Vec<String>>(1))
-        .transpose()?
-        .flatten()
-        .unwrap_or_default();
+    let doomed = if distributed(client)? {
+        lock_each(
+            client,
+            &SHARDED_DOOMED,
+            &[limit.into(), retention.into()],
+            |id| vec![id.into(), retention.into()],
+            |row| required(row.get::<String>(1)?),
+        )?
+    } else {
+        only_row(SWEEP_DOOMED.write(client, &[limit.into(), retention.into()])?)
+            .map(|row| row.get::<Vec<String>>(1))
+            .transpose()?
+            .flatten()
+            .unwrap_or_default()
+    };
     if doomed.is_empty() {
         return Ok(0);
     }
@@ -1088,19 +1246,42 @@ pub fn delete_finished(
     Ok(DELETE_BARRIERS_OF.write(client, &[doomed.into()])?.len())
 }
 
+// `$2` is the channel, or NULL for any.
+macro_rules! untaken {
+    ($($tail:literal)*) => {
+        concat!(
+            "SELECT b.id, b.status, b.failed FROM barrier_internal.barrier b \
+               JOIN barrier_internal.barrier_spec s ON s.id = b.id \
+              WHERE b.taken_at IS NULL \
+                AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver)) \
+                AND ($2::text IS NULL OR s.channel = $2) ",
+            $($tail),*
+        )
+    };
+}
+
 static CLAIM_COMPLETIONS: Statement = Statement {
-    sql: "SELECT b.id, b.status, b.failed FROM barrier_internal.barrier b \
-            JOIN barrier_internal.barrier_spec s ON s.id = b.id \
-           WHERE b.taken_at IS NULL \
-             AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver)) \
-             AND ($2::text IS NULL OR s.channel = $2) \
-             AND pg_catalog.pg_has_role($3, b.owner::oid, 'USAGE') \
-           ORDER BY b.finished_at, b.id \
-           LIMIT $1 \
-             FOR NO KEY UPDATE OF b SKIP LOCKED",
+    sql: untaken!(
+        "AND pg_catalog.pg_has_role($3, b.owner::oid, 'USAGE') \
+         ORDER BY b.finished_at, b.id LIMIT $1 FOR NO KEY UPDATE OF b SKIP LOCKED"
+    ),
     types: &[INT4, TEXT, OID],
     writes: true,
 };
+
+// Only roles with the owner's privileges get here on Citus (`context`): every barrier is theirs.
+static SHARDED_COMPLETIONS: [Statement; 2] = [
+    Statement {
+        sql: untaken!("ORDER BY b.finished_at, b.id LIMIT $1"),
+        types: &[INT4, TEXT],
+        writes: false,
+    },
+    Statement {
+        sql: untaken!("AND b.id = $1 AND s.id = $1 FOR NO KEY UPDATE OF b SKIP LOCKED"),
+        types: &[TEXT, TEXT],
+        writes: true,
+    },
+];
 
 /// Locks up to `limit` untaken completions (and delivered expiries) the role may act for,
 /// oldest first, skipping those another consumer holds: each id with its completion status.
@@ -1110,17 +1291,24 @@ pub fn claim_completions(
     channel: Option<&str>,
     role: pg_sys::Oid,
 ) -> Result<Vec<(String, &'static str)>> {
+    let claimed = |row: &pgrx::spi::SpiHeapTupleData<'_>| {
+        let status: String = required(row.get(2)?)?;
+        Ok((
+            required(row.get::<String>(1)?)?,
+            completion_status(Status::parse(&status)?, required(row.get(3)?)?),
+        ))
+    };
+    if distributed(client)? {
+        return lock_each(
+            client,
+            &SHARDED_COMPLETIONS,
+            &[limit.into(), channel.into()],
+            |id| vec![id.into(), channel.into()],
+            claimed,
+        );
+    }
     let table = CLAIM_COMPLETIONS.write(client, &[limit.into(), channel.into(), role.into()])?;
-    table
-        .into_iter()
-        .map(|row| {
-            let status: String = required(row.get(2)?)?;
-            Ok((
-                required(row.get::<String>(1)?)?,
-                completion_status(Status::parse(&status)?, required(row.get(3)?)?),
-            ))
-        })
-        .collect()
+    table.into_iter().map(|row| claimed(&row)).collect()
 }
 
 static MARK_TAKEN: Statement = Statement {

@@ -36,26 +36,25 @@ fn concurrent_sweeps_expire_each_barrier_once_and_notify_once() {
     thread::sleep(Duration::from_millis(1100));
     // Two sweeps at once (and the background sweeper, every second): each barrier expires once.
     let start = Barrier::new(2);
-    let swept: i64 = thread::scope(|scope| {
+    // (What each sweep counts is not checked: other tests' barriers expire in the same sweeps,
+    // as the tests run at once. The notifications and states below prove each of ours expired
+    // once.)
+    thread::scope(|scope| {
         let sweeps: Vec<_> = (0..2)
             .map(|_| {
                 scope.spawn(|| {
                     let mut client = connect();
                     start.wait();
                     client
-                        .query_one("SELECT expired FROM barrier_sweep(30)", &[])
-                        .unwrap()
-                        .get::<_, i64>(0)
-                        + client
-                            .query_one("SELECT expired FROM barrier_sweep()", &[])
-                            .unwrap()
-                            .get::<_, i64>(0)
+                        .batch_execute("SELECT barrier_sweep(30); SELECT barrier_sweep()")
+                        .unwrap();
                 })
             })
             .collect();
-        sweeps.into_iter().map(|s| s.join().unwrap()).sum()
+        for sweep in sweeps {
+            sweep.join().unwrap();
+        }
     });
-    assert!(swept <= i64::from(BARRIERS));
     let heard = notifications(&mut listener, Duration::from_millis(2500));
     let ids: Vec<&str> = heard.iter().map(|n| n["id"].as_str().unwrap()).collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
