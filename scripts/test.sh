@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, over the matrix of PostgreSQL builds in PG_MAJORS (default: all of them):
 #
-#   15          Debian 12's packages: every test
+#   15          Debian 12's packages: every test, with Citus (tests/citus.rs: a coordinator and
+#               two workers, built by scripts/citus.sh from the vendored Citus source, or CITUS_SRC)
 #   16, 17      the in-backend tests and the client-side suite (with the isolation specs and
 #               the upgrade tests)
 #   18          every test
@@ -19,7 +20,7 @@
 #   ./scripts/test.sh NAME                  the tests whose names contain NAME, on every build
 set -euo pipefail
 if [[ $EUID -ne 0 ]]; then
-  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE,PG_BARRIER_TEST_SEED,PG_BARRIER_MODEL_SECONDS,PG_BARRIER_FUZZ_SECONDS,PG_BARRIER_CHURN,PG_BARRIER_CLIENTS,PG_BARRIER_EDITIONS,PG_BARRIER_PYTEST_ARGS,RUST_TEST_NOCAPTURE \
+  exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR,PG_MAJORS,PG_BARRIER_CACHE,PG_BARRIER_TEST_SEED,PG_BARRIER_MODEL_SECONDS,PG_BARRIER_FUZZ_SECONDS,PG_BARRIER_CHURN,PG_BARRIER_CLIENTS,PG_BARRIER_EDITIONS,PG_BARRIER_PYTEST_ARGS,RUST_TEST_NOCAPTURE,CITUS_SRC \
     "$(realpath "$0")" "$@"
 fi
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ builds=(${PG_MAJORS:-15 16 17 18 15-cassert})
 declare -A missing_tool=(
   [18]="managed_pg_cron_runs_the_sweep: Debian 12 has no pg_cron for 18 (the test runs on 15 and 15-cassert)"
 )
+# tests/citus.rs needs Citus, which scripts/citus.sh builds for Debian's PostgreSQL 15 (Citus 13.2
+# supports 15 to 17; the assertion build and 18 have none).
+citus_elsewhere="citus::: Citus is built for Debian's PostgreSQL 15 only (tests/citus.rs runs on 15)"
 
 # Every build first, so that a missing one fails before any test runs.
 for build in "${builds[@]}"; do use_postgres "$build"; done
@@ -49,11 +53,16 @@ for build in "${builds[@]}"; do
   )
   # pg_cron: tests/managed.rs schedules the SQL edition's sweep with it, as docs/managed.md does.
   [[ $build != 15 ]] || ensure_packages "postgresql-15-cron"
+  [[ $build != 15 ]] || scripts/citus.sh /usr/lib/postgresql/15/bin/pg_config
   cargo_test=(cargo test --features "pg$major pg_test" --no-default-features)
   skips=()
   if [[ -n ${missing_tool[$build]:-} ]]; then
     say "PostgreSQL $build does not run ${missing_tool[$build]}"
     skips+=(--skip "${missing_tool[$build]%%:*}")
+  fi
+  if [[ $build != 15 ]]; then
+    say "PostgreSQL $build does not run ${citus_elsewhere}"
+    skips+=(--skip "${citus_elsewhere%%: *}")
   fi
   case $build in
     16 | 17) runs=("rust:backend+clients" "rust-without-fast-path:clients" "sql:clients") ;;
