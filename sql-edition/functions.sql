@@ -202,21 +202,23 @@ BEGIN
             fn || ': cannot change barriers in a read-only transaction', NULL,
             'On a hot standby, call it on the primary; reading functions work anywhere.');
     END IF;
-    PERFORM barrier_internal.check_citus_role(fn);
+    -- citus: PERFORM barrier_internal.check_citus_role(fn);
 END
 $$;
 
+-- Lines marked `-- citus: ` are comments on a single server, which pays nothing for them; where
+-- Citus distributes the state tables, barrier_distribute switches them on (src/distribute.sql,
+-- write_tables_directly).
+
 -- Where Citus distributes the state tables, only roles with the privileges of their owner may
--- call (a barrier's owner is a role oid, and oids differ from node to node; the functions also
--- write the tables directly there: src/distribute.sql). Elsewhere one catalog look-up.
--- (hold_barrier, below, checks it again: it runs first in the report path, which skips
--- check_writable outside read-only transactions.)
+-- call: a barrier's owner is a role oid, and oids differ from node to node; the functions also
+-- use the tables directly there (src/distribute.sql). (hold_barrier, below, checks it again: it
+-- runs first in the report path, which skips check_writable outside read-only transactions.)
 CREATE FUNCTION barrier_internal.check_citus_role(fn text) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
-       AND NOT barrier_internal.has_owner_privileges() AND barrier_internal.distributed() THEN
+    IF NOT barrier_internal.has_owner_privileges() THEN
         PERFORM barrier_internal.raise('42501',
             fn || ': where Citus distributes pg_barrier''s tables, only roles with the privileges of their owner may call it',
             NULL,
@@ -227,17 +229,14 @@ $$;
 
 -- Where Citus distributes the state tables: the caller's role checked, and barrier `id`'s shard
 -- held until the transaction ends (barrier_internal.hold_shard in src/distribute.sql says why).
--- Elsewhere one catalog look-up. Every call that changes a barrier runs it before it reads the
--- barrier, as do the sweep and the completion queue for each barrier they lock.
+-- Every call that changes a barrier runs it (a `-- citus: ` line) before it reads the barrier, as
+-- do the sweep and the completion queue for each barrier they lock.
 CREATE FUNCTION barrier_internal.hold_barrier(fn text, id text) RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
-       AND barrier_internal.distributed() THEN
-        PERFORM barrier_internal.check_citus_role(fn);
-        PERFORM barrier_internal.hold_shard(id);
-    END IF;
+    PERFORM barrier_internal.check_citus_role(fn);
+    PERFORM barrier_internal.hold_shard(id);
 END
 $$;
 
@@ -983,10 +982,7 @@ DECLARE
     effective text;
 BEGIN
     -- A parent's slot is claimed through a unique index, which Citus cannot keep across shards.
-    IF barrier_internal.distributed() THEN
-        PERFORM barrier_internal.raise('0A000',
-            fn || ': nested barriers are not supported where Citus distributes pg_barrier''s tables');
-    END IF;
+    -- citus: PERFORM barrier_internal.raise('0A000', fn || ': nested barriers are not supported where Citus distributes pg_barrier''s tables');
     LOOP
         SELECT b.owner, b.status, b.expected, b.slotted,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1177,7 +1173,7 @@ BEGIN
     -- An empty, sealed fan-in is complete at once.
     at_once := expected = 0 AND sealed;
     PERFORM barrier_internal.check_writable(fn);
-    PERFORM barrier_internal.hold_barrier(fn, id);
+    -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
     -- The new barrier's owner: the current user (by oid, whatever its name becomes).
     me := to_regrole(quote_ident(current_user));
     IF me IS NULL THEN
@@ -1348,7 +1344,7 @@ BEGIN
     IF current_setting('transaction_read_only') = 'on' THEN
         PERFORM barrier_internal.check_writable(fn);
     END IF;
-    PERFORM barrier_internal.hold_barrier(fn, id);
+    -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
     done := barrier_internal.report(fn, id, slot, result, failed, size, 0, NULL);
     status := done.status;
     remaining := done.remaining;
@@ -1385,7 +1381,7 @@ DECLARE
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_writable(fn);
-    PERFORM barrier_internal.hold_barrier(fn, id);
+    -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.expected, b.remaining, b.failed, b.need, b.sealed, b.round, b.owner,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1465,7 +1461,7 @@ BEGIN
             || octet_length(reason) || ' bytes, the limit is 1024)');
     END IF;
     PERFORM barrier_internal.check_writable(fn);
-    PERFORM barrier_internal.hold_barrier(fn, id);
+    -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.round,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -1512,7 +1508,7 @@ DECLARE
     found_row record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, the_id);
-    PERFORM barrier_internal.check_citus_role(fn);
+    -- citus: PERFORM barrier_internal.check_citus_role(fn);
     LOOP
         SELECT b.id, b.status, b.expires_at <= statement_timestamp() AS past,
                b.expected, b.remaining, b.created_at, b.expires_at, b.finished_at,
@@ -1575,7 +1571,7 @@ BEGIN
         PERFORM barrier_internal.raise('22023',
             fn || ': invalid argument "after": must be >= 0, got ' || after);
     END IF;
-    PERFORM barrier_internal.check_citus_role(fn);
+    -- citus: PERFORM barrier_internal.check_citus_role(fn);
     LOOP
         SELECT b.expected, b.status = 'pending' AND b.expires_at > statement_timestamp() AS live
           INTO found_row
@@ -1620,7 +1616,7 @@ DECLARE
     found_row record;
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
-    PERFORM barrier_internal.check_citus_role(fn);
+    -- citus: PERFORM barrier_internal.check_citus_role(fn);
     LOOP
         SELECT CASE WHEN (b.taken_at IS NULL
                           AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
@@ -1734,64 +1730,98 @@ DECLARE
     gone bigint;
     candidate record;
     locked_round bigint;
+    sharded constant boolean := barrier_internal.distributed();
 BEGIN
     PERFORM barrier_internal.check_positive(fn, 'max_rows', max_rows);
     PERFORM barrier_internal.check_writable(fn);
-    -- Candidates are listed, then each is locked on its own, skipped if another transaction
-    -- holds it (sweeps never wait or deadlock, and two never pick the same barrier) or if it no
-    -- longer qualifies: Citus plans no lock over many shards, and this one form serves both.
-    due_ids := '{}';
-    due_rounds := '{}';
-    FOR candidate IN
-        SELECT b.id FROM barrier_internal.barrier AS b
-         WHERE b.status = 'pending' AND b.expires_at <= statement_timestamp()
-         ORDER BY b.expires_at
-         LIMIT max_rows
-    LOOP
-        PERFORM barrier_internal.hold_barrier(fn, candidate.id);
-        SELECT b.round INTO locked_round
-          FROM barrier_internal.barrier AS b
-         WHERE b.id = candidate.id
-           AND b.status = 'pending' AND b.expires_at <= statement_timestamp()
-           FOR NO KEY UPDATE OF b SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        due_ids := due_ids || candidate.id;
-        due_rounds := due_rounds || locked_round;
-    END LOOP;
-    stalled_ids := '{}';
-    stalled_rounds := '{}';
-    IF cardinality(due_ids) < max_rows THEN
-        -- progress_at + stall_timeout only where it cannot leave the timestamp range: a
-        -- progress_at in the future has not stalled, and the API's stall_timeout is at most a
-        -- century.
+    IF sharded THEN
+        -- Citus plans no lock over many shards: the candidates are listed, then each is locked on
+        -- its own, skipped if another transaction holds it or if it no longer qualifies.
+        due_ids := '{}';
+        due_rounds := '{}';
         FOR candidate IN
-            SELECT b.id
-              FROM barrier_internal.barrier_spec AS s
-              JOIN barrier_internal.barrier AS b ON b.id = s.id
-             WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
-               AND b.expires_at > statement_timestamp()
-               AND CASE WHEN b.progress_at <= statement_timestamp()
-                             AND barrier_internal.within_a_century(s.stall_timeout)
-                        THEN b.progress_at + s.stall_timeout <= statement_timestamp()
-                        ELSE false END
-             LIMIT max_rows - cardinality(due_ids)
+            SELECT b.id FROM barrier_internal.barrier AS b
+             WHERE b.status = 'pending' AND b.expires_at <= statement_timestamp()
+             ORDER BY b.expires_at
+             LIMIT max_rows
         LOOP
             PERFORM barrier_internal.hold_barrier(fn, candidate.id);
             SELECT b.round INTO locked_round
-              FROM barrier_internal.barrier_spec AS s
-              JOIN barrier_internal.barrier AS b ON b.id = s.id
-             WHERE b.id = candidate.id AND s.id = candidate.id
-               AND s.stall_timeout IS NOT NULL AND b.status = 'pending'
-               AND b.expires_at > statement_timestamp()
-               AND CASE WHEN b.progress_at <= statement_timestamp()
-                             AND barrier_internal.within_a_century(s.stall_timeout)
-                        THEN b.progress_at + s.stall_timeout <= statement_timestamp()
-                        ELSE false END
+              FROM barrier_internal.barrier AS b
+             WHERE b.id = candidate.id
+               AND b.status = 'pending' AND b.expires_at <= statement_timestamp()
                FOR NO KEY UPDATE OF b SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
-            stalled_ids := stalled_ids || candidate.id;
-            stalled_rounds := stalled_rounds || locked_round;
+            due_ids := due_ids || candidate.id;
+            due_rounds := due_rounds || locked_round;
         END LOOP;
+        stalled_ids := '{}';
+        stalled_rounds := '{}';
+        IF cardinality(due_ids) < max_rows THEN
+            -- progress_at + stall_timeout only where it cannot leave the timestamp range: a
+            -- progress_at in the future has not stalled, and the API's stall_timeout is at most a
+            -- century.
+            FOR candidate IN
+                SELECT b.id
+                  FROM barrier_internal.barrier_spec AS s
+                  JOIN barrier_internal.barrier AS b ON b.id = s.id
+                 WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
+                   AND b.expires_at > statement_timestamp()
+                   AND CASE WHEN b.progress_at <= statement_timestamp()
+                                 AND barrier_internal.within_a_century(s.stall_timeout)
+                            THEN b.progress_at + s.stall_timeout <= statement_timestamp()
+                            ELSE false END
+                 LIMIT max_rows - cardinality(due_ids)
+            LOOP
+                PERFORM barrier_internal.hold_barrier(fn, candidate.id);
+                SELECT b.round INTO locked_round
+                  FROM barrier_internal.barrier_spec AS s
+                  JOIN barrier_internal.barrier AS b ON b.id = s.id
+                 WHERE b.id = candidate.id AND s.id = candidate.id
+                   AND s.stall_timeout IS NOT NULL AND b.status = 'pending'
+                   AND b.expires_at > statement_timestamp()
+                   AND CASE WHEN b.progress_at <= statement_timestamp()
+                                 AND barrier_internal.within_a_century(s.stall_timeout)
+                            THEN b.progress_at + s.stall_timeout <= statement_timestamp()
+                            ELSE false END
+                   FOR NO KEY UPDATE OF b SKIP LOCKED;
+                CONTINUE WHEN NOT FOUND;
+                stalled_ids := stalled_ids || candidate.id;
+                stalled_rounds := stalled_rounds || locked_round;
+            END LOOP;
+        END IF;
+    ELSE
+        -- Rows another transaction holds are skipped: sweeps never wait or deadlock, and two never
+        -- pick the same barrier.
+        SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
+          INTO due_ids, due_rounds
+          FROM (SELECT b.id, b.round
+                  FROM barrier_internal.barrier AS b
+                 WHERE b.status = 'pending' AND b.expires_at <= statement_timestamp()
+                 ORDER BY b.expires_at
+                 LIMIT max_rows
+                   FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+        IF cardinality(due_ids) < max_rows THEN
+            -- progress_at + stall_timeout only where it cannot leave the timestamp range: a
+            -- progress_at in the future has not stalled, and the API's stall_timeout is at most a
+            -- century.
+            SELECT COALESCE(array_agg(d.id), '{}'), COALESCE(array_agg(d.round), '{}')
+              INTO stalled_ids, stalled_rounds
+              FROM (SELECT b.id, b.round
+                      FROM barrier_internal.barrier_spec AS s
+                      JOIN barrier_internal.barrier AS b ON b.id = s.id
+                     WHERE s.stall_timeout IS NOT NULL AND b.status = 'pending'
+                       AND b.expires_at > statement_timestamp()
+                       AND CASE WHEN b.progress_at <= statement_timestamp()
+                                     AND barrier_internal.within_a_century(s.stall_timeout)
+                                THEN b.progress_at + s.stall_timeout <= statement_timestamp()
+                                ELSE false END
+                     LIMIT max_rows - cardinality(due_ids)
+                       FOR NO KEY UPDATE OF b SKIP LOCKED) AS d;
+        ELSE
+            stalled_ids := '{}';
+            stalled_rounds := '{}';
+        END IF;
     END IF;
     FOR i IN 1 .. cardinality(due_ids) LOOP
         PERFORM barrier_internal.expire(due_ids[i], due_rounds[i], NULL);
@@ -1803,23 +1833,33 @@ BEGIN
 
     -- Finished barriers past the retention (aborted ones not before their expiry, so that late
     -- reports still learn they were aborted), deleted by id.
-    doomed := '{}';
-    FOR candidate IN
-        SELECT b.id FROM barrier_internal.barrier AS b
-         WHERE b.status <> 'pending'
-           AND b.finished_at <= statement_timestamp() - retention
-           AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
-         LIMIT max_rows
-    LOOP
-        PERFORM barrier_internal.hold_barrier(fn, candidate.id);
-        PERFORM FROM barrier_internal.barrier AS b
-          WHERE b.id = candidate.id AND b.status <> 'pending'
-            AND b.finished_at <= statement_timestamp() - retention
-            AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
-            FOR UPDATE OF b SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        doomed := doomed || candidate.id;
-    END LOOP;
+    IF sharded THEN
+        doomed := '{}';
+        FOR candidate IN
+            SELECT b.id FROM barrier_internal.barrier AS b
+             WHERE b.status <> 'pending'
+               AND b.finished_at <= statement_timestamp() - retention
+               AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
+             LIMIT max_rows
+        LOOP
+            PERFORM barrier_internal.hold_barrier(fn, candidate.id);
+            PERFORM FROM barrier_internal.barrier AS b
+              WHERE b.id = candidate.id AND b.status <> 'pending'
+                AND b.finished_at <= statement_timestamp() - retention
+                AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
+                FOR UPDATE OF b SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            doomed := doomed || candidate.id;
+        END LOOP;
+    ELSE
+        SELECT COALESCE(array_agg(d.id), '{}') INTO doomed
+          FROM (SELECT b.id FROM barrier_internal.barrier AS b
+                 WHERE b.status <> 'pending'
+                   AND b.finished_at <= statement_timestamp() - retention
+                   AND (b.status <> 'aborted' OR b.expires_at <= statement_timestamp())
+                 LIMIT max_rows
+                   FOR UPDATE OF b SKIP LOCKED) AS d;
+    END IF;
     gone := 0;
     IF cardinality(doomed) > 0 THEN
         DELETE FROM barrier_internal.result AS r WHERE r.barrier_id = ANY (doomed);
@@ -1892,7 +1932,7 @@ DECLARE
 BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_writable(fn);
-    PERFORM barrier_internal.hold_barrier(fn, id);
+    -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.taken_at IS NOT NULL AS taken, b.deliver, b.expected, b.remaining,
                b.failed, b.round,
@@ -1960,7 +2000,7 @@ BEGIN
          WHERE b.taken_at IS NULL AND (b.status = 'complete' OR (b.status = 'expired' AND b.deliver))
          ORDER BY b.finished_at, b.id
     LOOP
-        PERFORM barrier_internal.hold_barrier(fn, candidate.id);
+        -- citus: PERFORM barrier_internal.hold_barrier(fn, candidate.id);
         SELECT b.expected, b.remaining, b.failed, b.status <> 'complete' AS expired
           INTO locked
           FROM barrier_internal.my_barrier AS b
@@ -1997,7 +2037,7 @@ BEGIN
     PERFORM barrier_internal.check_id(fn, id);
     PERFORM barrier_internal.check_positive(fn, 'extra', extra);
     PERFORM barrier_internal.check_writable(fn);
-    PERFORM barrier_internal.hold_barrier(fn, id);
+    -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
     LOOP
         SELECT b.status, b.expected, b.need, b.deliver,
                b.status = 'pending' AND b.expires_at <= statement_timestamp() AS past_expiry
@@ -2045,7 +2085,7 @@ SET search_path TO pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 BEGIN
-    PERFORM barrier_internal.check_citus_role('barrier_stats');
+    -- citus: PERFORM barrier_internal.check_citus_role('barrier_stats');
     RETURN QUERY
     SELECT count(*) FILTER (WHERE b.status = 'pending'
                               AND b.expires_at > statement_timestamp()),

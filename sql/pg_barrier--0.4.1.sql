@@ -379,21 +379,27 @@ BEGIN
 END
 $$;
 
--- The SQL edition writes its rows through the views that show each role its own barriers
--- (barrier_internal.my_*); Citus plans no write through a view. On a node whose tables are
--- distributed, the SQL edition's functions are re-created to write the tables themselves: they
--- then need the tables' privileges, which is why only roles with the tables' owner's privileges
--- may call pg_barrier there (each function checks it first). Reads still go through the views.
--- Returns how many functions it changed; the Rust build has none to change.
+-- The SQL edition reaches its rows through views that show each role its own barriers
+-- (barrier_internal.my_*); Citus plans no write through a view, and a barrier's owner (a role
+-- oid) means nothing on another node. On a node whose tables are distributed, the SQL edition's
+-- functions are re-created to use the tables themselves, and the lines its source marks
+-- `-- citus: ` (the role check and the shard lock, which a single server need not pay for) are
+-- switched on: only roles with the tables' owner's privileges may then call pg_barrier, and they
+-- may act on every barrier, as the owner can. Returns how many functions it changed; the Rust
+-- build has none to change, and a node whose tables are not distributed is left alone.
 CREATE FUNCTION barrier_internal.write_tables_directly() RETURNS integer
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    writes CONSTANT text := '(INSERT INTO|UPDATE|DELETE FROM)(\s+)barrier_internal\.my_';
+    views CONSTANT text := 'barrier_internal\.my_(barrier_spec|barrier|result)\M';
+    switch CONSTANT text := '(\n\s*)-- citus: ';
     f pg_catalog.regprocedure;
     changed integer := 0;
     propagation text := pg_catalog.current_setting('citus.enable_ddl_propagation', true);
 BEGIN
+    IF NOT barrier_internal.distributed() THEN
+        RETURN 0;
+    END IF;
     -- Each node's copy is rewritten on that node (barrier_distribute runs this on every one);
     -- Citus is not to send it on, and refuses it on a worker unless told so.
     PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
@@ -406,11 +412,13 @@ BEGIN
           JOIN pg_catalog.pg_extension AS e
             ON e.oid OPERATOR(pg_catalog.=) d.refobjid
            AND e.extname OPERATOR(pg_catalog.=) 'pg_barrier'
-         WHERE p.prosrc OPERATOR(pg_catalog.~) writes
+         WHERE p.prosrc OPERATOR(pg_catalog.~) views OR p.prosrc OPERATOR(pg_catalog.~) switch
          ORDER BY 1
     LOOP
-        EXECUTE pg_catalog.regexp_replace(pg_catalog.pg_get_functiondef(f), writes,
-                                          '\1\2barrier_internal.', 'g');
+        EXECUTE pg_catalog.regexp_replace(
+                    pg_catalog.regexp_replace(pg_catalog.pg_get_functiondef(f), views,
+                                              'barrier_internal.\1', 'g'),
+                    switch, '\1', 'g');
         changed := changed + 1;
     END LOOP;
     PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', coalesce(propagation, 'on'), true);
@@ -463,6 +471,9 @@ BEGIN
     END IF;
 
     IF NOT barrier_internal.distributed() THEN
+        -- Nothing changes under the copy; a nested barrier cannot be enqueued meanwhile.
+        LOCK TABLE barrier_internal.barrier, barrier_internal.barrier_spec,
+                   barrier_internal.result IN EXCLUSIVE MODE;
         IF EXISTS (SELECT FROM barrier_internal.barrier_spec AS s
                      JOIN barrier_internal.barrier AS b ON b.id OPERATOR(pg_catalog.=) s.id
                     WHERE s.parent IS NOT NULL AND b.status OPERATOR(pg_catalog.=) 'pending') THEN
@@ -501,7 +512,7 @@ BEGIN
     changed := barrier_internal.write_tables_directly();
     IF changed > 0 THEN
         step := 'rewrote';
-        detail := changed || ' functions on the coordinator to write the tables directly';
+        detail := changed || ' functions on the coordinator to use the tables directly';
         RETURN NEXT;
     END IF;
     FOR node IN

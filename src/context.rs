@@ -21,8 +21,9 @@ pub struct Caller {
     /// The memory context the function was called in: values returned to the caller are copied
     /// here, so they outlive SPI but not the call.
     pub memory: pg_sys::MemoryContext,
-    /// Citus distributes the state tables (set by `write_barrier_as_owner`): statements that
-    /// Citus cannot route to the barrier's node alone are not used.
+    /// Citus distributes the state tables (`check_citus_role`): the caller has the tables'
+    /// owner's privileges, may act on every barrier, and statements that Citus cannot route to
+    /// the barrier's node alone are not used.
     pub sharded: bool,
 }
 
@@ -53,7 +54,7 @@ pub fn write_as_owner<T>(work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result
     let _settings = PinnedSettings::enter();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect_mut(|client| {
-        check_citus_role(client, caller)?;
+        let caller = check_citus_role(client, caller)?;
         work(client, caller)
     })
 }
@@ -65,10 +66,9 @@ pub fn write_barrier_as_owner<T>(
     id: &str,
     work: impl FnOnce(&mut SpiClient<'_>, Caller) -> Result<T>,
 ) -> Result<T> {
-    write_as_owner(|client, mut caller| {
-        if citus_installed() && crate::state::distributed(client)? {
+    write_as_owner(|client, caller| {
+        if caller.sharded {
             crate::state::hold_shard(client, id)?;
-            caller.sharded = true;
         }
         work(client, caller)
     })
@@ -81,34 +81,23 @@ pub fn read_as_owner<T>(work: impl FnOnce(&SpiClient<'_>, Caller) -> Result<T>) 
     let _settings = PinnedSettings::enter();
     let _as_owner = AsStateOwner::enter()?;
     Spi::connect(|client| {
-        check_citus_role(client, caller)?;
+        let caller = check_citus_role(client, caller)?;
         work(client, caller)
     })
 }
 
 /// Where Citus distributes the state tables, only roles with the privileges of their owner may
-/// call: a barrier's owner is a role oid, and oids differ from node to node. Elsewhere this costs
-/// one catalog-cache look-up, for the callers that are not the owner.
-fn check_citus_role(client: &SpiClient<'_>, caller: Caller) -> Result<()> {
-    if crate::owner::may_act(caller, state_owner()?) {
-        return Ok(());
+/// call: a barrier's owner is a role oid, and oids differ from node to node (and move with the
+/// shards), so per-barrier ownership means nothing there; such a caller then acts on every
+/// barrier, as the owner may. Elsewhere this costs one catalog-cache look-up.
+fn check_citus_role(client: &SpiClient<'_>, mut caller: Caller) -> Result<Caller> {
+    if crate::state::distributed(client)? {
+        if !crate::owner::may_act(caller, state_owner()?) {
+            return Err(BarrierError::NotOwnerOnCitus);
+        }
+        caller.sharded = true;
     }
-    if citus_installed() && crate::state::distributed(client)? {
-        return Err(BarrierError::NotOwnerOnCitus);
-    }
-    Ok(())
-}
-
-/// Whether Citus is installed in this database (its catalog exists): one catalog-cache look-up.
-fn citus_installed() -> bool {
-    // SAFETY: a catalog cache look-up by name.
-    let catalog = unsafe {
-        pg_sys::get_relname_relid(
-            c"pg_dist_partition".as_ptr(),
-            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
-        )
-    };
-    catalog != pg_sys::InvalidOid
+    Ok(caller)
 }
 
 /// The owner of the state tables, from the catalog caches: no SPI, no transaction id, nothing

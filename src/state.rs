@@ -1081,8 +1081,19 @@ pub fn hold_shard(client: &mut SpiClient<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether Citus distributes the state tables in this database.
+/// Whether Citus distributes the state tables in this database. Where Citus is not installed
+/// (its catalog is missing) that is one catalog-cache look-up, and no SQL.
 pub fn distributed(client: &SpiClient<'_>) -> Result<bool> {
+    // SAFETY: a catalog cache look-up by name.
+    let citus = unsafe {
+        pg_sys::get_relname_relid(
+            c"pg_dist_partition".as_ptr(),
+            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+        )
+    };
+    if citus == pg_sys::InvalidOid {
+        return Ok(false);
+    }
     let table = DISTRIBUTED.read(client, &[])?;
     required(table.first().get::<bool>(1)?)
 }

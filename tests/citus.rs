@@ -193,6 +193,35 @@ impl Citus {
             3,
             "{first:?}"
         );
+        // The nine functions that name one barrier are delegated by their first argument.
+        let delegated: Vec<String> = admin
+            .query(
+                "SELECT p.proname::text FROM pg_dist_object o JOIN pg_proc p ON p.oid = o.objid
+                  WHERE o.classid = 'pg_proc'::regclass AND o.distribution_argument_index = 0
+                    AND o.colocationid = (SELECT colocationid FROM pg_dist_partition
+                                           WHERE logicalrelid = 'barrier_internal.barrier'::regclass)
+                  ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            delegated,
+            [
+                "barrier_abort",
+                "barrier_add",
+                "barrier_decr",
+                "barrier_enqueue",
+                "barrier_pending_slots",
+                "barrier_results",
+                "barrier_seal",
+                "barrier_status",
+                "barrier_take"
+            ],
+            "{first:?}"
+        );
         let again = steps(&mut admin);
         assert!(
             !again.iter().any(|step| step == "distributed") && again.contains(&"kept".into()),
@@ -738,6 +767,10 @@ fn races(edition: Edition) {
         )
         .expect_err("a nested barrier on Citus");
     assert_eq!(support::sqlstate(&error), "0A000", "{error}");
+    assert!(
+        format!("{error:?}").contains("nested barriers are not supported"),
+        "{error:?}"
+    );
     citus.assert_logs_clean();
     eprintln!(
         "citus {test}: {} deliveries from {CLIENTS} sessions in {:.1} s, {} barriers completed \
@@ -1164,6 +1197,10 @@ fn live_server(edition: Edition) {
     ] {
         let error = app.query(call, &[]).expect_err(call);
         assert_eq!(support::sqlstate(&error), "42501", "{call}: {error}");
+        assert!(
+            format!("{error:?}").contains("only roles with the privileges of their owner"),
+            "{call}: {error:?}"
+        );
     }
     let error = admin
         .execute(
@@ -1172,6 +1209,10 @@ fn live_server(edition: Edition) {
         )
         .expect_err("a nested barrier on Citus");
     assert_eq!(support::sqlstate(&error), "0A000", "{error}");
+    assert!(
+        format!("{error:?}").contains("nested barriers are not supported"),
+        "{error:?}"
+    );
     citus.assert_logs_clean();
 }
 

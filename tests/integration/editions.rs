@@ -169,7 +169,7 @@ fn switching_editions_in_place_keeps_barriers_in_flight() {
         .query_one(
             "SELECT (SELECT count(*) FROM pg_proc
                       WHERE pronamespace = 'barrier_internal'::regnamespace
-                        AND proname NOT IN ('distributed', 'write_tables_directly')),
+                        AND proname NOT IN ('distributed', 'write_tables_directly', 'hold_shard')),
                     (SELECT count(*) FROM pg_class
                       WHERE relnamespace = 'barrier_internal'::regnamespace AND relkind = 'v'),
                     has_schema_privilege('public', 'barrier_internal', 'USAGE')",
