@@ -208,12 +208,23 @@ $$;
 -- write it on the new one, after the move copied it: a report lost, or counted twice
 -- (tests/citus.rs caught it). Every call that changes a barrier takes it first, in both
 -- editions, as do the sweep and the completion queue for each barrier they lock.
+-- The shard is looked up again once its lock is held: a shard split that ended meanwhile gave
+-- the barrier another shard, whose lock is then taken too.
 CREATE FUNCTION barrier_internal.hold_shard(id text) RETURNS void
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    shard CONSTANT text := 'SELECT pg_catalog.get_shard_id_for_distribution_column(
+                                       ''barrier_internal.barrier'', $1)';
+    held bigint;
+    now_in bigint;
 BEGIN
-    EXECUTE 'SELECT pg_catalog.lock_shard_metadata(5, ARRAY[
-                 pg_catalog.get_shard_id_for_distribution_column(''barrier_internal.barrier'', $1)])'
-      USING id;
+    EXECUTE shard INTO now_in USING id;
+    LOOP
+        held := now_in;
+        EXECUTE 'SELECT pg_catalog.lock_shard_metadata(5, ARRAY[$1])' USING held;
+        EXECUTE shard INTO now_in USING id;
+        EXIT WHEN now_in = held;
+    END LOOP;
 END
 $$;
