@@ -91,7 +91,8 @@ fn barrier_completions(
     report("barrier_completions", || {
         let max_rows = validate::positive_count("max_rows", max_rows)?;
         let rows = write_as_owner(|client, caller| {
-            let claimed = state::claim_completions(client, max_rows, channel, caller.role)?;
+            let claimed =
+                state::claim_completions(client, max_rows, channel, caller.role, caller.sharded)?;
             claimed
                 .into_iter()
                 .map(|(id, status)| {

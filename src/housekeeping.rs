@@ -44,7 +44,7 @@ pub struct Swept {
 pub fn sweep(max_rows: i32) -> Result<Swept, BarrierError> {
     let retention = Interval::from_seconds(f64::from(gucs::RETENTION.get()));
     write_as_owner(|client, caller| {
-        let due = state::lock_due(client, max_rows)?;
+        let due = state::lock_due(client, max_rows, caller.sharded)?;
         for barrier in &due {
             let reason = (!barrier.by_ttl).then_some("no report within stall_timeout");
             // Locked by lock_due; read again, as a parent's expiry handed up by an earlier one
@@ -57,7 +57,7 @@ pub fn sweep(max_rows: i32) -> Result<Swept, BarrierError> {
             }
             ending::expire(client, &barrier.id, &locked, reason, caller.memory, 0)?;
         }
-        let deleted = state::delete_finished(client, max_rows, retention)?;
+        let deleted = state::delete_finished(client, max_rows, retention, caller.sharded)?;
         Ok(Swept {
             expired: due.len(),
             deleted,

@@ -1132,9 +1132,10 @@ pub struct Due {
 /// Locks up to `limit` pending barriers past their ttl or stall window. Rows another
 /// transaction holds are skipped (their holder decides first), so sweeps never wait for them,
 /// and two sweeps never pick the same barrier.
-pub fn lock_due(client: &mut SpiClient<'_>, limit: i32) -> Result<Vec<Due>> {
+/// `sharded`: Citus distributes the tables (`Caller::sharded`).
+pub fn lock_due(client: &mut SpiClient<'_>, limit: i32, sharded: bool) -> Result<Vec<Due>> {
     // Past the ttl through its index; stalled through the (few) barriers that have a window.
-    if distributed(client)? {
+    if sharded {
         let mut due = lock_each(client, &SHARDED_DUE_TTL, &[limit.into()], by_id, due_row)?;
         let left = limit - due.len() as i32;
         if left > 0 {
@@ -1233,8 +1234,9 @@ pub fn delete_finished(
     client: &mut SpiClient<'_>,
     limit: i32,
     retention: Interval,
+    sharded: bool,
 ) -> Result<usize> {
-    let doomed = if distributed(client)? {
+    let doomed = if sharded {
         lock_each(
             client,
             &SHARDED_DOOMED,
@@ -1301,6 +1303,7 @@ pub fn claim_completions(
     limit: i32,
     channel: Option<&str>,
     role: pg_sys::Oid,
+    sharded: bool,
 ) -> Result<Vec<(String, &'static str)>> {
     let claimed = |row: &pgrx::spi::SpiHeapTupleData<'_>| {
         let status: String = required(row.get(2)?)?;
@@ -1309,7 +1312,7 @@ pub fn claim_completions(
             completion_status(Status::parse(&status)?, required(row.get(3)?)?),
         ))
     };
-    if distributed(client)? {
+    if sharded {
         return lock_each(
             client,
             &SHARDED_COMPLETIONS,
