@@ -219,6 +219,10 @@ if [[ -f $rust_install ]]; then
   echo "-- The state tables stay as they are; the functions become PL/pgSQL."
   echo
   replacing <sql-edition/functions.sql
+  # The Citus layout's helpers are made again after the grants above (on every function in
+  # barrier_internal), as an install makes them, so that they keep the default privileges.
+  drop_helpers src/distribute.sql
+  replacing <src/distribute.sql
 } >"$out/pg_barrier--$rust_version--$sql_version.sql"
 
 {

@@ -49,12 +49,14 @@
 -- through the statement's alias, ((b.id)): a bare name would be read as the PL/pgSQL variable of
 -- the same name, and ON CONSTRAINT names no constraint of a view.
 --
--- Speed: a report runs three statements (the row lock, the result insert, the counter update),
--- and the result insert fires the ownership trigger (check_result_write: one more statement).
--- barrier_decr checks its arguments and hands the report to barrier_internal.report, which a
--- child's hand-up into its parent shares; around those statements, everything a report does on
--- its common path is inline or an inlinable SQL function, and other PL/pgSQL helpers are called
--- only to raise errors, read settings, or end a round.
+-- Speed: the common report (a success that leaves work to go) runs one statement in
+-- barrier_decr itself, which locks the row, records the result and counts it; the result insert
+-- fires the ownership trigger (check_result_write: one more statement). Every other report goes
+-- to barrier_internal.report, which a child's hand-up into its parent shares: three statements
+-- and the decision of docs/shapes.md. Around those statements everything is inline or an
+-- inlinable SQL function; other PL/pgSQL helpers are called only to raise errors, read settings
+-- that are set, or end a round. What the rest costs, and which guarantee each part buys:
+-- docs/performance.md.
 --
 -- Fan-in shapes (docs/shapes.md): failures, quorum, open fan-ins, delivering expiry and nested
 -- barriers. A child's end is reported into its parent by barrier_internal.hand_up, through the
@@ -208,7 +210,8 @@ $$;
 
 -- Lines marked `-- citus: ` are comments on a single server, which pays nothing for them; where
 -- Citus distributes the state tables, barrier_distribute switches them on (src/distribute.sql,
--- write_tables_directly).
+-- write_tables_directly): the role check, the shard lock, the refusal of nesting, and the end of
+-- barrier_decr's one-statement report.
 
 -- Where Citus distributes the state tables, only roles with the privileges of their owner may
 -- call: a barrier's owner is a role oid, and oids differ from node to node; the functions also
@@ -1333,9 +1336,14 @@ BEGIN
     END IF;
     IF result IS NOT NULL THEN
         size := barrier_internal.jsonb_bytes(result);
-        IF size > barrier_internal.setting(fn, 'pg_barrier.max_result_bytes', 1048576, 1,
-                                           2147483647, 'B', 'trusted') THEN
-            PERFORM barrier_internal.check_size(fn, 'result', result);
+        -- pg_barrier.max_result_bytes set nowhere (its placeholder does not exist): the default
+        -- limit, as barrier_internal.setting would answer, without calling it.
+        IF size > 1048576
+           OR current_setting('pg_barrier.max_result_bytes', true) IS NOT NULL THEN
+            IF size > barrier_internal.setting(fn, 'pg_barrier.max_result_bytes', 1048576, 1,
+                                               2147483647, 'B', 'trusted') THEN
+                PERFORM barrier_internal.check_size(fn, 'result', result);
+            END IF;
         END IF;
     END IF;
     IF failed IS NULL THEN
@@ -1345,6 +1353,44 @@ BEGIN
         PERFORM barrier_internal.check_writable(fn);
     END IF;
     -- citus: PERFORM barrier_internal.hold_barrier(fn, id);
+
+    -- The common report: a success into a plain, sealed, pending barrier that is not past its
+    -- deadline and leaves at least one task to go, for a slot that has not reported. One
+    -- statement takes the row lock, records the result and counts it, as the Rust build's SQL
+    -- path does (LOCK_AND_COUNT in src/state.rs, which says why int4larger); any other report,
+    -- and this one if a condition fails (a row lock taken and an insert that did nothing change
+    -- nothing), goes to barrier_internal.report. Not where Citus distributes the tables: it
+    -- cannot route a statement that writes two of them to one shard, and would run it on every
+    -- node (report's separate statements stay on the barrier's node).
+    IF NOT failed
+       -- citus: AND false
+    THEN
+        WITH locked AS (
+            SELECT b.expected, b.remaining
+              FROM barrier_internal.my_barrier AS b
+             WHERE b.id = id AND b.status = 'pending' AND b.remaining > 1
+               AND b.expires_at > statement_timestamp() AND b.need IS NULL AND b.sealed
+               AND NOT b.deliver AND (b.slotted IS NULL OR b.slotted = (slot IS NOT NULL))
+               AND (slot IS NULL OR slot < b.expected)
+               AND b.result_bytes + size + 8 <= 255 * 1024 * 1024
+               FOR NO KEY UPDATE),
+        recorded AS (
+            INSERT INTO barrier_internal.my_result AS r (barrier_id, slot, result, failed)
+            SELECT id, COALESCE(slot, l.expected - l.remaining), result, false
+              FROM locked AS l
+            ON CONFLICT ((r.barrier_id), (r.slot)) DO NOTHING
+            RETURNING 1)
+        UPDATE barrier_internal.my_barrier AS b
+           SET remaining = int4larger(b.remaining - 1, 0), slotted = slot IS NOT NULL,
+               result_bytes = b.result_bytes + size + 8, progress_at = statement_timestamp()
+         WHERE b.id = id AND EXISTS (SELECT FROM recorded)
+        RETURNING b.remaining INTO remaining;
+        IF FOUND THEN
+            status := 'pending';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
     done := barrier_internal.report(fn, id, slot, result, failed, size, 0, NULL);
     status := done.status;
     remaining := done.remaining;
