@@ -13,13 +13,13 @@
 #
 #   benches/run.sh            throughput, hot barrier, flatness, churn: benches/RESULTS.md,
 #                             benches/results/, benches/throughput.png, benches/flatness.png.
-#                             About 11 minutes on 2 cores.
+#                             About 13 minutes on 2 cores.
 #   benches/run.sh --scaling  throughput and hot barrier at 1 to 64 clients, one round each:
 #                             benches/SCALING.md, benches/results-scaling/, benches/scaling.png.
-#                             About 13 minutes on 2 cores.
+#                             About 12 minutes on 2 cores.
 #   benches/run.sh --pinned   throughput and flatness while another session holds a snapshot
 #                             open: benches/PINNED.md, benches/results-pinned/,
-#                             benches/pinned.png. About 15 minutes on 2 cores.
+#                             benches/pinned.png. About 14 minutes on 2 cores.
 #
 # Runs as root (re-executed through sudo if not); the server runs as the postgres user in
 # /var/tmp/pg_barrier-bench (its installation in pg/ there, its data in data/) and is stopped at
