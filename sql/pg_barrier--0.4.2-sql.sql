@@ -167,8 +167,8 @@ SELECT pg_catalog.pg_extension_config_dump('barrier_internal.result', '');
 -- through the statement's alias, ((b.id)): a bare name would be read as the PL/pgSQL variable of
 -- the same name, and ON CONSTRAINT names no constraint of a view.
 --
--- Speed: the common report (a success that leaves work to go) runs one statement in
--- barrier_decr itself, which locks the row, records the result and counts it; the result insert
+-- Speed: the common report (a success into a plain, sealed barrier that leaves work to go) runs
+-- one statement in barrier_decr itself, which locks the row, records the result and counts it; the result insert
 -- fires the ownership trigger (check_result_write: one more statement). Every other report goes
 -- to barrier_internal.report, which a child's hand-up into its parent shares: three statements
 -- and the decision of docs/shapes.md. Around those statements everything is inline or an
