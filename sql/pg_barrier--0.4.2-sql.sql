@@ -168,13 +168,13 @@ SELECT pg_catalog.pg_extension_config_dump('barrier_internal.result', '');
 -- the same name, and ON CONSTRAINT names no constraint of a view.
 --
 -- Speed: the common report (a success into a plain, sealed barrier that leaves work to go) runs
--- one statement in barrier_decr itself, which locks the row, records the result and counts it; the result insert
--- fires the ownership trigger (check_result_write: one more statement). Every other report goes
--- to barrier_internal.report, which a child's hand-up into its parent shares: three statements
--- and the decision of docs/shapes.md. Around those statements everything is inline or an
--- inlinable SQL function; other PL/pgSQL helpers are called only to raise errors, read settings
--- that are set, or end a round. What the rest costs, and which guarantee each part buys:
--- docs/performance.md.
+-- one statement in barrier_decr itself, which locks the row, records the result and counts it;
+-- the result insert fires the ownership trigger (check_result_write: one more statement). Every
+-- other report goes to barrier_internal.report, which a child's hand-up into its parent shares:
+-- three statements and the decision of docs/shapes.md. Around those statements everything is
+-- inline or an inlinable SQL function; other PL/pgSQL helpers are called only to raise errors,
+-- read settings that are set, or end a round. What the rest costs, and which guarantee each part
+-- buys: docs/performance.md.
 --
 -- Fan-in shapes (docs/shapes.md): failures, quorum, open fan-ins, delivering expiry and nested
 -- barriers. A child's end is reported into its parent by barrier_internal.hand_up, through the
