@@ -83,11 +83,7 @@ install -d -o postgres -g postgres "$root"
 flush_us=$(as_postgres "$bindir/pg_test_fsync" -s 1 -f "$root/pg_test_fsync.tmp" |
   awk '/^Compare file sync methods using one 8kB write/ { one = 1 } one && $1 == "fdatasync" { print $4; exit }')
 rm -f "$root/pg_test_fsync.tmp"
-# A copy of the installation with the build under test and the SQL edition's scripts.
-scratch_server "$PG_CONFIG" "$PG_MAJOR" "$root/pg"
-install -m 644 "$work/build$("$PG_CONFIG" --pkglibdir)/pg_barrier.so" "$server/lib/"
-install -m 644 "$work/build$("$PG_CONFIG" --sharedir)"/extension/pg_barrier* "$server/share/extension/"
-scripts/install-sql-edition.sh --scripts-only "$server/share/extension" >/dev/null
+scratch_server_with_build "$PG_CONFIG" "$PG_MAJOR" "$root/pg" "$work/build"
 as_postgres "$server/bin/initdb" -D "$pgdata" --auth=trust -U postgres --encoding=UTF8 >/dev/null
 # As benches/run.sh's server (nothing preloaded: the SQL edition's sessions never load the
 # library, as on a managed server), but for the retention: with 0, a sweep deletes a completion

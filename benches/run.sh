@@ -162,11 +162,7 @@ say "Starting a scratch PostgreSQL $PG_MAJOR on port $port$([[ $mode == default 
 stop_servers
 rm -rf "$root"
 install -d -o postgres -g postgres "$root"
-# A copy of the installation with the build under test and the SQL edition's scripts.
-scratch_server "$PG_CONFIG" "$PG_MAJOR" "$root/pg"
-install -m 644 "$work/build$("$PG_CONFIG" --pkglibdir)/pg_barrier.so" "$server/lib/"
-install -m 644 "$work/build$("$PG_CONFIG" --sharedir)"/extension/pg_barrier* "$server/share/extension/"
-scripts/install-sql-edition.sh --scripts-only "$server/share/extension" >/dev/null
+scratch_server_with_build "$PG_CONFIG" "$PG_MAJOR" "$root/pg" "$work/build"
 as_postgres "$server/bin/initdb" -D "$pgdata" --auth=trust -U postgres --encoding=UTF8 >/dev/null
 cat >>"$pgdata/postgresql.conf" <<CONF
 # pg_barrier benchmark server
@@ -356,21 +352,28 @@ pin_end() {
 }
 
 # --- 1. Throughput -------------------------------------------------------------------------
+# rounds SCENARIO SYNC COUNT: COUNT rounds of every comparator at SYNC, each on a fresh state,
+# then the median of each comparator's rounds as its figure.
+rounds() {
+  local scenario=$1 sync=$2 count=$3 round comparator tps value
+  for round in $(seq "$count"); do
+    for comparator in "${COMPARATORS[@]}"; do
+      tps=$(run_round "$sync" "$comparator" "$scenario" "$CLIENTS" "$SECONDS_PER_ROUND")
+      record "$scenario" "$sync" "$comparator" "round$round" "$tps"
+      printf '  synchronous_commit=%-3s round %d  %-11s %8.0f/s\n' "$sync" "$round" "$comparator" "$tps"
+    done
+  done
+  for comparator in "${COMPARATORS[@]}"; do
+    value=$(for round in $(seq "$count"); do figure "$scenario" "$sync" "$comparator" "round$round"; done | median)
+    record "$scenario" "$sync" "$comparator" tps "$value"
+  done
+}
+
 scenario_throughput() {
-  local sync round comparator tps value rps
+  local sync rps
   say "Throughput: 1,000 live barriers, $CLIENTS clients, 100-byte results ($ROUNDS rounds of ${SECONDS_PER_ROUND}s)"
   for sync in on off; do
-    for round in $(seq "$ROUNDS"); do
-      for comparator in "${COMPARATORS[@]}"; do
-        tps=$(run_round "$sync" "$comparator" throughput "$CLIENTS" "$SECONDS_PER_ROUND")
-        record throughput "$sync" "$comparator" "round$round" "$tps"
-        printf '  synchronous_commit=%-3s round %d  %-11s %8.0f/s\n' "$sync" "$round" "$comparator" "$tps"
-      done
-    done
-    for comparator in "${COMPARATORS[@]}"; do
-      value=$(for round in $(seq "$ROUNDS"); do figure throughput "$sync" "$comparator" "round$round"; done | median)
-      record throughput "$sync" "$comparator" tps "$value"
-    done
+    rounds throughput "$sync" "$ROUNDS"
     redis flushall >/dev/null
     redis_mode "$sync"
     redis eval "for i = 0, 999 do redis.call('HSET', 'barrier:' .. i, 'remaining', 10000000) end" 0 >/dev/null
@@ -390,21 +393,9 @@ scenario_throughput() {
 # client-side jsonb design rewrites the whole growing array on every call: its rate is that of a
 # barrier still filling.)
 scenario_hot() {
-  local sync round comparator tps value
+  local sync
   say "Hot barrier: one barrier of $HOT_SLOTS slots, $CLIENTS clients ($HOT_ROUNDS rounds of ${SECONDS_PER_ROUND}s)"
-  for sync in on off; do
-    for round in $(seq "$HOT_ROUNDS"); do
-      for comparator in "${COMPARATORS[@]}"; do
-        tps=$(run_round "$sync" "$comparator" hot "$CLIENTS" "$SECONDS_PER_ROUND")
-        record hot "$sync" "$comparator" "round$round" "$tps"
-        printf '  synchronous_commit=%-3s round %d  %-11s %8.0f/s\n' "$sync" "$round" "$comparator" "$tps"
-      done
-    done
-    for comparator in "${COMPARATORS[@]}"; do
-      value=$(for round in $(seq "$HOT_ROUNDS"); do figure hot "$sync" "$comparator" "round$round"; done | median)
-      record hot "$sync" "$comparator" tps "$value"
-    done
-  done
+  for sync in on off; do rounds hot "$sync" "$HOT_ROUNDS"; done
 }
 
 # --- 3. Flatness ---------------------------------------------------------------------------
@@ -523,13 +514,13 @@ scenario_churn() {
     # pg_barrier.sweep_interval = '1s') would run it.
     sweeper=
     case $comparator in
-      twin) sweep="q -c 'SELECT twin_sweep()'" ;;
-      pg_barrier) sweep="q -c 'SELECT barrier_sweep()'" ;;
-      sql_edition) sweep="qs -c 'SELECT barrier_sweep()'" ;;
-      *) sweep= ;;
+      twin) sweep=(q -c "SELECT twin_sweep()") ;;
+      pg_barrier) sweep=(q -c "SELECT barrier_sweep()") ;;
+      sql_edition) sweep=(qs -c "SELECT barrier_sweep()") ;;
+      *) sweep=() ;;
     esac
-    if [[ -n $sweep ]]; then
-      (while sleep 1; do eval "$sweep" >/dev/null; done) &
+    if ((${#sweep[@]})); then
+      (while sleep 1; do "${sweep[@]}" >/dev/null; done) &
       sweeper=$!
     fi
     begin=$(date +%s.%N)

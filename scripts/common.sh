@@ -33,3 +33,15 @@ scratch_server() {
   [[ -e "$server/share" ]] || ln -s "../../../share/postgresql/$major" "$server/share"
   rm -f "$server/lib/pg_barrier.so" "$root/usr/share/postgresql/$major/extension/pg_barrier"*
 }
+
+# scratch_server, then the Rust build that `cargo pgrx package --out-dir $4` made and the SQL
+# edition's scripts installed into it: a server of its own for a benchmark, whose library no
+# other checkout's `cargo pgrx install` can replace while it runs.
+scratch_server_with_build() {
+  local pg_config=$1 major=$2 root=$3 build=$4 server
+  server=$root/usr/lib/postgresql/$major
+  scratch_server "$pg_config" "$major" "$root"
+  install -m 644 "$build$("$pg_config" --pkglibdir)/pg_barrier.so" "$server/lib/"
+  install -m 644 "$build$("$pg_config" --sharedir)"/extension/pg_barrier* "$server/share/extension/"
+  scripts/install-sql-edition.sh --scripts-only "$server/share/extension" >/dev/null
+}
